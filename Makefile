@@ -1,0 +1,49 @@
+# The project's own commands. `make test` is what CI runs (through .ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install services lint format test run migrate create-admin lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever the dependency ranges or the pinned versions change.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	@bash scripts/ensure_services.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: install services lint
+	$(BIN)/python -m pytest
+
+migrate: install services
+	$(BIN)/flask db upgrade
+
+# Migrate, then serve the API under gunicorn on GUNICORN_BIND (default 0.0.0.0:8000).
+run: migrate
+	$(BIN)/gunicorn -c config/gunicorn.conf.py "api:create_app()"
+
+create-admin: install
+	$(BIN)/flask create-admin $(EMAIL)
+
+# Pin what is installed now (run after changing pyproject.toml).
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

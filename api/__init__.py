@@ -1,0 +1,41 @@
+"""LLM Gateway API: the Flask application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from api import cli, errors, http_guards, models, openapi, request_log  # noqa: F401
+from api.extensions import db, limiter, migrate, redis_store
+from api.security import jwt_callbacks
+from config.logging_setup import configure_logging
+from config.settings import Config, load_config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = config or load_config()
+    configure_logging(config.LOG_LEVEL)
+
+    app = Flask(__name__, static_folder=None)
+    app.config.from_object(config)
+    app.url_map.strict_slashes = False
+    if config.PROXY_FIX_HOPS:
+        hops = config.PROXY_FIX_HOPS
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    request_log.init_app(app)  # first: every later hook and error has a request id
+    http_guards.init_app(app)
+    errors.init_app(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    redis_store.init_app(app)
+    jwt_callbacks.init_app(app)
+    limiter.init_app(app)
+    openapi.init_app(app)
+    cli.init_app(app)
+    return app

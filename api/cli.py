@@ -1,0 +1,37 @@
+"""Operator commands: `flask create-admin EMAIL`."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from api.services import admin_users
+from api.services.errors import ServiceError
+
+
+@click.command("create-admin")
+@click.argument("email")
+@click.option(
+    "--password",
+    envvar="ADMIN_PASSWORD",
+    help="Password for a new account (or ADMIN_PASSWORD); asked for when the account is new.",
+)
+@click.option("--name", default=None, help="Display name for a new account.")
+def create_admin(email: str, password: str | None, name: str | None) -> None:
+    """Make EMAIL an admin, creating the account if it does not exist."""
+    from api.repositories import users as users_repo
+    from api.services.accounts import normalize_email
+
+    if password is None and users_repo.get_by_email(normalize_email(email)) is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user, created = admin_users.create_or_promote_admin(email, password, name)
+    except ServiceError as exc:
+        details = f" {exc.details}" if exc.details else ""
+        raise click.ClickException(f"{exc.message}{details}") from exc
+    verb = "Created admin" if created else "Granted admin role to"
+    click.echo(f"{verb} {user.email} ({user.id})")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(create_admin)

@@ -1,0 +1,155 @@
+"""One JSON error shape for every error the gateway answers, framework errors included.
+
+{"error": {"code": "not_found", "message": "...", "request_id": "...", "details": {...}}}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import marshmallow as ma
+import redis
+import sqlalchemy.exc
+from flask import Flask, current_app, g, has_request_context, jsonify
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from api.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+MESSAGES = {
+    404: "The requested resource was not found.",
+    405: "The method is not allowed for the requested URL.",
+    500: "The server hit an unexpected error; the request id identifies it in the logs.",
+}
+
+
+class ErrorBodySchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "Stable, machine-readable"})
+    message = ma.fields.String(required=True, metadata={"description": "For people"})
+    request_id = ma.fields.String(allow_none=True)
+    details = ma.fields.Raw(metadata={"description": "Per-field messages, where there are any"})
+
+
+class ErrorSchema(ma.Schema):
+    """The error shape of every endpoint."""
+
+    error = ma.fields.Nested(ErrorBodySchema, required=True)
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: Any = None,
+    headers: dict | None = None,
+):
+    body: dict[str, Any] = {
+        "code": code or ERROR_CODES.get(status, "error"),
+        "message": message,
+        "request_id": g.get("request_id") if has_request_context() else None,
+    }
+    if details is not None:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _validation_message(details: Any) -> str:
+    if details == {"json": ["Invalid JSON body."]}:
+        return "The request body is not valid JSON."
+    fields: list[str] = []
+    if isinstance(details, dict):
+        for location, messages in details.items():
+            if isinstance(messages, dict):
+                fields.extend(f"{location}.{name}" for name in messages)
+            else:
+                fields.append(location)
+    if fields:
+        return "Invalid input: " + ", ".join(sorted(fields)) + " (see details)."
+    return "The request is invalid."
+
+
+class GatewayApi(Api):
+    """flask-smorest's Api, answering every HTTP error in the gateway's shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        status = error.code or 500
+        data = getattr(error, "data", None) or {}
+        details = data.get("errors") or data.get("messages")
+        headers = dict(data.get("headers") or {})
+        if error.response is not None:  # e.g. flask-limiter's 429 carries Retry-After
+            headers.update(
+                (k, v) for k, v in error.response.headers.items() if k.lower() != "content-type"
+            )
+        if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        if data.get("message"):
+            message = data["message"]
+        elif status in (400, 422) and details is not None:
+            message = _validation_message(details)
+        elif status == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            message = f"The request body is larger than the limit of {limit} bytes."
+        elif status == 429:
+            message = f"Rate limit exceeded ({error.description}); retry after Retry-After seconds."
+        else:
+            message = MESSAGES.get(status) or error.description or error.name
+        return error_response(status, message, details=details, headers=headers)
+
+
+def init_app(app: Flask) -> None:
+    """Register handlers for errors that are not HTTPExceptions."""
+
+    @app.errorhandler(ServiceError)
+    def handle_service_error(error: ServiceError):
+        return error_response(
+            error.status,
+            error.message,
+            code=error.code,
+            details=error.details,
+            headers=error.headers,
+        )
+
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def handle_redis_down(error: Exception):
+        log.error("redis unavailable: %s", error.__class__.__name__)
+        return error_response(
+            503,
+            "A backing service (Redis) is unavailable; retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.InterfaceError)
+    def handle_database_down(error: Exception):
+        log.error("database unavailable: %s", error.__class__.__name__)
+        return error_response(
+            503,
+            "A backing service (database) is unavailable; retry shortly.",
+            headers={"Retry-After": "5"},
+        )

@@ -1,0 +1,54 @@
+"""Rate-limit keys and limits for flask-limiter (counters live in Redis)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app, request
+from flask_limiter.util import get_remote_address
+
+from api.extensions import limiter
+from api.security import current_identity
+
+
+def _email_in_body() -> str:
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    normalized = email.strip().lower() if isinstance(email, str) else ""
+    # Hashed, so an email never appears in a Redis key.
+    return "email:" + hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:32]
+
+
+def _failed_credentials(response) -> bool:
+    return response.status_code in (401, 422)
+
+
+def _current_user_key() -> str:
+    return f"user:{current_identity().user_id}"
+
+
+login_per_ip = limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_IP"],
+    key_func=get_remote_address,
+    scope="login-ip",
+)
+# Only failures count: a brute force against one account is slowed from any number of IPs,
+# and the owner's successful logins never lock them out.
+login_per_email = limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL"],
+    key_func=_email_in_body,
+    scope="login-email",
+    deduct_when=_failed_credentials,
+)
+register_per_ip = limiter.limit(
+    lambda: current_app.config["REGISTER_RATE_LIMIT_PER_IP"],
+    key_func=get_remote_address,
+    scope="register-ip",
+)
+# Guessing the current password with a stolen token is throttled like a login.
+password_change_per_user = limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL"],
+    key_func=_current_user_key,
+    scope="password-change",
+    deduct_when=_failed_credentials,
+)

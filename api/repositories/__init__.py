@@ -1,0 +1,1 @@
+"""SQL only: queries and writes on one model each. Services own the transactions."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from api.extensions import db
+from api.models import Conversation
+from api.repositories.pagination import Page, paginate
+
+
+def add(conversation: Conversation) -> Conversation:
+    db.session.add(conversation)
+    db.session.flush()
+    return conversation
+
+
+def get_for_user(
+    user_id: uuid.UUID, conversation_id: uuid.UUID, *, with_messages: bool = False
+) -> Conversation | None:
+    # Scoped to the owner in SQL: another user's id is simply not found.
+    query = select(Conversation).where(
+        Conversation.id == conversation_id, Conversation.user_id == user_id
+    )
+    if with_messages:
+        query = query.options(selectinload(Conversation.messages))
+    return db.session.scalar(query)
+
+
+def list_page_for_user(user_id: uuid.UUID, page: int, page_size: int) -> Page:
+    query = (
+        select(Conversation)
+        .where(Conversation.user_id == user_id)
+        .order_by(Conversation.updated_at.desc(), Conversation.created_at.desc())
+    )
+    return paginate(query, page, page_size)
+
+
+def delete(conversation: Conversation) -> None:
+    db.session.delete(conversation)

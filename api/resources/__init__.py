@@ -1,0 +1,1 @@
+"""HTTP resources (flask-smorest blueprints). They parse, call a service, and shape output."""

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+
+from flask_smorest import Blueprint
+
+from api.schemas.users import (
+    AdminUserQuerySchema,
+    AdminUserUpdateSchema,
+    UserPageSchema,
+    UserSchema,
+)
+from api.security import admin_required, current_identity
+from api.services import admin_users
+
+blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Administration")
+
+
+@blp.route("/users", methods=["GET"])
+@admin_required
+@blp.arguments(AdminUserQuerySchema, location="query")
+@blp.response(200, UserPageSchema)
+def list_users(query):
+    """All accounts, newest first, optionally filtered"""
+    page, page_size = query.pop("page"), query.pop("page_size")
+    filters = {
+        "email_contains": query.get("email"),
+        "role": query.get("role"),
+        "is_active": query.get("is_active"),
+    }
+    return admin_users.list_page(page, page_size, **filters)
+
+
+@blp.route("/users/<uuid:user_id>", methods=["PATCH"])
+@admin_required
+@blp.arguments(AdminUserUpdateSchema)
+@blp.response(200, UserSchema)
+@blp.alt_response(409, description="Admins cannot change their own role or status")
+def update_user(payload, user_id: uuid.UUID):
+    """Change an account's role or active status
+
+    Tokens issued before the change stop working, so a demoted or deactivated user
+    loses access at once.
+    """
+    return admin_users.update(current_identity().user, user_id, **payload)

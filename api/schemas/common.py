@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+MAX_PAGE_SIZE = 100
+
+
+class StrictSchema(ma.Schema):
+    """Unknown fields are an error, never silently dropped."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class PaginationQuerySchema(StrictSchema):
+    page = ma.fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = ma.fields.Integer(
+        load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+
+
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """A response envelope {items, total, page, page_size} around `item_schema`."""
+    return ma.Schema.from_dict(
+        {
+            "items": ma.fields.List(ma.fields.Nested(item_schema), required=True),
+            "total": ma.fields.Integer(required=True),
+            "page": ma.fields.Integer(required=True),
+            "page_size": ma.fields.Integer(required=True),
+        },
+        name=name,
+    )
+
+
+def trimmed_text(max_length: int, *, required: bool = True, **kwargs) -> ma.fields.String:
+    """A string that must not be blank once trimmed and fits in its column."""
+    return ma.fields.String(
+        required=required,
+        validate=[
+            validate.Length(max=max_length),
+            validate.Regexp(r"\S", error="Must not be blank."),
+        ],
+        **kwargs,
+    )

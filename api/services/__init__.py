@@ -1,0 +1,1 @@
+"""Business rules. Resources call services; services call repositories and own commits."""

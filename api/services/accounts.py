@@ -1,0 +1,89 @@
+"""Accounts: registration, login, profile and password changes."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+
+from api.extensions import db
+from api.models import User
+from api.repositories import users as users_repo
+from api.services import passwords
+from api.services.errors import Conflict, InvalidInput, NotFound, Unauthorized
+
+BAD_CREDENTIALS = "Invalid email or password."
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _check_new_password(password: str, field: str) -> None:
+    problems = passwords.password_problems(password)
+    if problems:
+        raise InvalidInput(
+            "The password does not meet the rules.", details={"json": {field: problems}}
+        )
+
+
+def register(email: str, password: str, name: str | None) -> User:
+    email = normalize_email(email)
+    _check_new_password(password, "password")
+    if users_repo.get_by_email(email) is not None:
+        raise Conflict("An account with this email already exists.")
+    user = User(
+        email=email,
+        password_hash=passwords.hash_password(password),
+        name=(name or "").strip() or email.split("@", 1)[0],
+        role="user",
+    )
+    try:
+        users_repo.add(user)
+        db.session.commit()
+    except IntegrityError as exc:  # two registrations of one email raced past the check
+        db.session.rollback()
+        raise Conflict("An account with this email already exists.") from exc
+    return user
+
+
+def authenticate(email: str, password: str) -> User:
+    """The user these credentials belong to; one generic 401 for every kind of failure."""
+    user = users_repo.get_by_email(normalize_email(email))
+    if user is None:
+        passwords.burn_verify_time()
+        raise Unauthorized(BAD_CREDENTIALS)
+    if not passwords.verify_password(password, user.password_hash) or not user.is_active:
+        raise Unauthorized(BAD_CREDENTIALS)
+    return user
+
+
+def get_user(user_id: uuid.UUID) -> User:
+    user = users_repo.get(user_id)
+    if user is None:
+        raise NotFound("User not found.")
+    return user
+
+
+def update_profile(user: User, *, name: str) -> User:
+    user.name = name.strip()
+    if not user.name:
+        raise InvalidInput(
+            "Name must not be blank.", details={"json": {"name": ["Must not be blank."]}}
+        )
+    db.session.commit()
+    return user
+
+
+def change_password(user: User, *, current_password: str, new_password: str) -> User:
+    if not passwords.verify_password(current_password, user.password_hash):
+        raise InvalidInput(
+            "The current password is wrong.",
+            details={"json": {"current_password": ["Does not match the current password."]}},
+        )
+    _check_new_password(new_password, "new_password")
+    user.password_hash = passwords.hash_password(new_password)
+    # Every token issued before this moment stops working.
+    user.token_version += 1
+    db.session.commit()
+    return user

@@ -1,0 +1,76 @@
+"""Conversations and their messages, always scoped to their owner."""
+
+from __future__ import annotations
+
+import uuid
+
+from api.extensions import db
+from api.models import Conversation, Message
+from api.repositories import conversations as conversations_repo
+from api.repositories import messages as messages_repo
+from api.repositories.pagination import Page
+from api.services.errors import NotFound
+
+DEFAULT_TITLE = "New conversation"
+
+
+def create(user_id: uuid.UUID, title: str | None = None) -> Conversation:
+    conversation = Conversation(user_id=user_id, title=(title or "").strip() or DEFAULT_TITLE)
+    conversations_repo.add(conversation)
+    db.session.commit()
+    return conversation
+
+
+def list_page(user_id: uuid.UUID, page: int, page_size: int) -> Page:
+    return conversations_repo.list_page_for_user(user_id, page, page_size)
+
+
+def get(user_id: uuid.UUID, conversation_id: uuid.UUID, *, with_messages: bool = False):
+    """The user's conversation; 404 whether it does not exist or belongs to someone else."""
+    conversation = conversations_repo.get_for_user(
+        user_id, conversation_id, with_messages=with_messages
+    )
+    if conversation is None:
+        raise NotFound("Conversation not found.")
+    return conversation
+
+
+def rename(user_id: uuid.UUID, conversation_id: uuid.UUID, title: str) -> Conversation:
+    conversation = get(user_id, conversation_id)
+    conversation.title = title.strip() or DEFAULT_TITLE
+    db.session.commit()
+    return conversation
+
+
+def delete(user_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+    conversations_repo.delete(get(user_id, conversation_id))
+    db.session.commit()
+
+
+def append_message(
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    *,
+    role: str,
+    content: str,
+    model: str | None = None,
+    tier: str | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+) -> Message:
+    """Add a message to the user's conversation (used by the job pipeline)."""
+    conversation = get(user_id, conversation_id)
+    message = messages_repo.add(
+        Message(
+            conversation_id=conversation.id,
+            role=role,
+            content=content,
+            model=model,
+            tier=tier,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+    )
+    conversation.updated_at = message.created_at
+    db.session.commit()
+    return message

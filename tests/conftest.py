@@ -1,0 +1,231 @@
+"""Fixtures on the machine's real PostgreSQL and Redis.
+
+The suite owns a database (TEST_DATABASE_URL, created fresh per run and migrated with the
+project's Alembic migrations) and a Redis db (TEST_REDIS_URL) whose keys are flushed
+before every test, as are the tables.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import pytest
+import redis
+import requests
+from flask_migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+os.environ["APP_ENV"] = "testing"
+
+from api import create_app
+from api.extensions import db
+from config.settings import TestingConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = ["messages", "conversations", "api_keys", "users"]
+PASSWORD = "correct horse battery"
+
+
+def _recreate_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        dbname="postgres",
+        password=parsed.password,
+    )
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{parsed.database}"')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def test_config() -> TestingConfig:
+    return TestingConfig()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(test_config: TestingConfig) -> str:
+    """A fresh database with the schema built by the migrations (not by create_all)."""
+    _recreate_database(test_config.DATABASE_URL)
+    app = create_app(test_config)
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return test_config.DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_client(test_config: TestingConfig) -> redis.Redis:
+    return redis.Redis.from_url(test_config.REDIS_URL, decode_responses=True)
+
+
+def clean_state(app, redis_client: redis.Redis) -> None:
+    with app.app_context():
+        db.session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+        db.session.commit()
+    redis_client.flushdb()
+
+
+@pytest.fixture
+def app(migrated_database, test_config, redis_client):
+    app = create_app(test_config)
+    clean_state(app, redis_client)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class Account:
+    """A registered user and a logged-in session of theirs."""
+
+    id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+    role: str = "user"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def register_and_login(client, email: str, password: str = PASSWORD, name: str | None = None):
+    body = {"email": email, "password": password}
+    if name:
+        body["name"] = name
+    created = client.post("/api/auth/register", json=body)
+    assert created.status_code == 201, created.get_json()
+    tokens = client.post("/api/auth/login", json={"email": email, "password": password})
+    assert tokens.status_code == 200, tokens.get_json()
+    data = tokens.get_json()
+    return Account(
+        id=created.get_json()["id"],
+        email=email,
+        password=password,
+        access_token=data["access_token"],
+        refresh_token=data["refresh_token"],
+    )
+
+
+def make_admin(app, client, email: str) -> Account:
+    """Register a user, grant the admin role the way an operator does, and log in."""
+    account = register_and_login(client, email)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["create-admin", email])
+    assert result.exit_code == 0, result.output
+    tokens = client.post("/api/auth/login", json={"email": email, "password": account.password})
+    data = tokens.get_json()
+    account.access_token, account.refresh_token = data["access_token"], data["refresh_token"]
+    account.role = "admin"
+    return account
+
+
+@pytest.fixture
+def alice(app, client) -> Account:
+    return register_and_login(client, "alice@example.com", name="Alice")
+
+
+@pytest.fixture
+def bob(app, client) -> Account:
+    return register_and_login(client, "bob@example.com", name="Bob")
+
+
+@pytest.fixture
+def admin(app, client) -> Account:
+    return make_admin(app, client, "admin@example.com")
+
+
+# --- a real gunicorn server ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    log_path: Path
+    process: subprocess.Popen
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_gunicorn(log_path: Path, env_overrides: dict[str, str] | None = None, workers: int = 2):
+    port = free_port()
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(workers),
+        "PYTHONUNBUFFERED": "1",
+        **(env_overrides or {}),
+    }
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited early:\n{log_path.read_text()}")
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return LiveServer(url=url, log_path=log_path, process=process)
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"gunicorn did not become healthy:\n{log_path.read_text()}")
+
+
+def stop_gunicorn(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(migrated_database, tmp_path_factory) -> Iterator[LiveServer]:
+    server = start_gunicorn(tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    yield server
+    stop_gunicorn(server)
+
+
+@pytest.fixture
+def live(gunicorn_server, app) -> LiveServer:
+    """The gunicorn server, with the database and Redis cleaned for this test (via `app`)."""
+    return gunicorn_server
