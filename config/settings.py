@@ -114,7 +114,8 @@ class Config:
         self.JWT_REFRESH_TOKEN_EXPIRES = self.REFRESH_TOKEN_DAYS * 24 * 3600
         self.JWT_TOKEN_LOCATION = ["headers"]
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL
-        self.RATELIMIT_KEY_PREFIX = f"{self.REDIS_KEY_PREFIX}rl"
+        # Rate-limit counters live under REDIS_KEY_PREFIX like every other gateway key.
+        self.RATELIMIT_STORAGE_OPTIONS = {"key_prefix": f"{self.REDIS_KEY_PREFIX}limits"}
         self.RATELIMIT_HEADERS_ENABLED = True
         self.RATELIMIT_STRATEGY = "fixed-window"
         self.API_TITLE = "LLM Gateway"
@@ -145,6 +146,7 @@ class TestingConfig(Config):
 
     ENV_NAME = "testing"
     TESTING = True
+    __test__ = False  # not a pytest test class, despite the name
 
     def apply_overrides(self) -> None:
         self.DATABASE_URL = env_str(

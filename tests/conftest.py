@@ -1,8 +1,8 @@
 """Fixtures on the machine's real PostgreSQL and Redis.
 
-The suite owns a database (TEST_DATABASE_URL, created fresh per run and migrated with the
-project's Alembic migrations) and a Redis db (TEST_REDIS_URL) whose keys are flushed
-before every test, as are the tables.
+Each pytest run owns a database (created fresh, migrated with the project's Alembic
+migrations, dropped at the end) and a Redis key prefix, both named after the run, so two
+runs on one machine never meet. Tables and keys are cleaned before every test.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+# Per-run names, exported so that server and worker processes started by tests share them.
+_RUN_ID = f"{os.getpid()}"
 os.environ["APP_ENV"] = "testing"
+os.environ.setdefault(
+    "TEST_DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/llm_gateway_test_{_RUN_ID}"
+)
+os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("TEST_REDIS_KEY_PREFIX", f"gwtest:{_RUN_ID}:")
 
 from api import create_app
 from api.extensions import db
@@ -35,20 +42,20 @@ TABLES = ["messages", "conversations", "api_keys", "users"]
 PASSWORD = "correct horse battery"
 
 
-def _recreate_database(url: str) -> None:
+def _maintenance(url: str, *statements: str) -> None:
     parsed = make_url(url)
-    admin = psycopg2.connect(
+    conn = psycopg2.connect(
         host=parsed.host,
         port=parsed.port or 5432,
         user=parsed.username,
         dbname="postgres",
         password=parsed.password,
     )
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{parsed.database}"')
-    admin.close()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement.format(name=parsed.database))
+    conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +64,16 @@ def test_config() -> TestingConfig:
 
 
 @pytest.fixture(scope="session")
-def migrated_database(test_config: TestingConfig) -> str:
+def migrated_database(test_config: TestingConfig) -> Iterator[str]:
     """A fresh database with the schema built by the migrations (not by create_all)."""
-    _recreate_database(test_config.DATABASE_URL)
+    url = test_config.DATABASE_URL
+    _maintenance(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', 'CREATE DATABASE "{name}"')
     app = create_app(test_config)
     with app.app_context():
         upgrade()
         db.engine.dispose()
-    return test_config.DATABASE_URL
+    yield url
+    _maintenance(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +85,9 @@ def clean_state(app, redis_client: redis.Redis) -> None:
     with app.app_context():
         db.session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
         db.session.commit()
-    redis_client.flushdb()
+    keys = list(redis_client.scan_iter(match=app.config["REDIS_KEY_PREFIX"] + "*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
 
 
 @pytest.fixture
