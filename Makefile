@@ -32,11 +32,14 @@ test: install services lint
 	$(BIN)/python -m pytest
 
 migrate: install services
+	$(BIN)/flask ensure-database
 	$(BIN)/flask db upgrade
 
-# Migrate, then serve the API under gunicorn on GUNICORN_BIND (default 0.0.0.0:8000).
+# Migrate, then serve the API under gunicorn on GUNICORN_BIND (default 0.0.0.0:8000),
+# with the variables of .env when there is one.
 run: migrate
-	$(BIN)/gunicorn -c config/gunicorn.conf.py "api:create_app()"
+	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
+	exec $(BIN)/gunicorn -c config/gunicorn.conf.py "api:create_app()"
 
 create-admin: install
 	$(BIN)/flask create-admin $(EMAIL)

@@ -1,9 +1,11 @@
-"""Operator commands: `flask create-admin EMAIL`."""
+"""Operator commands: `flask create-admin EMAIL`, `flask ensure-database`."""
 
 from __future__ import annotations
 
 import click
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import create_engine, make_url, text
 
 from api.services import admin_users
 from api.services.errors import ServiceError
@@ -33,5 +35,27 @@ def create_admin(email: str, password: str | None, name: str | None) -> None:
     click.echo(f"{verb} {user.email} ({user.id})")
 
 
+@click.command("ensure-database")
+@with_appcontext
+def ensure_database() -> None:
+    """Create the database named in DATABASE_URL if it does not exist yet."""
+    url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    maintenance = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with maintenance.connect() as connection:
+            exists = connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            )
+            if exists:
+                click.echo(f"Database {url.database} exists")
+                return
+            quoted = connection.dialect.identifier_preparer.quote(url.database)
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+            click.echo(f"Created database {url.database}")
+    finally:
+        maintenance.dispose()
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin)
+    app.cli.add_command(ensure_database)

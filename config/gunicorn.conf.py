@@ -41,3 +41,7 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
     },
 }
+
+# gunicorn's runtime control socket is not used; one shared path per user would also
+# collide when several servers run on one host.
+control_socket_disable = True
