@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import swagger_ui_bundle
+from flask import Flask, send_from_directory
 
 from api.errors import GatewayApi
 from api.resources import admin, auth, conversations, health, users
@@ -10,7 +11,20 @@ from api.resources import admin, auth, conversations, health, users
 BLUEPRINTS = [health.blp, auth.blp, users.blp, conversations.blp, admin.blp]
 
 
+SWAGGER_ASSETS_URL = "/docs/assets/"
+
+
+def _serve_swagger_assets(app: Flask) -> None:
+    """Serve Swagger UI's files from the installed package: /docs works without internet."""
+
+    @app.route(f"{SWAGGER_ASSETS_URL}<path:filename>", endpoint="swagger_assets")
+    def swagger_asset(filename: str):
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
+
+
 def init_app(app: Flask) -> GatewayApi:
+    if app.config["OPENAPI_SWAGGER_UI_URL"] == SWAGGER_ASSETS_URL:
+        _serve_swagger_assets(app)
     api = GatewayApi(
         app,
         spec_kwargs={

@@ -87,9 +87,8 @@ class Config:
         # How many proxies (nginx…) sit in front and set X-Forwarded-For; 0 trusts none.
         # Client IPs in rate limits and logs come from this.
         self.PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 0)
-        self.SWAGGER_UI_URL = env_str(
-            "SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
-        )
+        # Swagger UI's assets; the default serves the copy installed with the gateway.
+        self.SWAGGER_UI_URL = env_str("SWAGGER_UI_URL", "/docs/assets/")
 
         self.apply_overrides()
         self.derive_extension_settings()
