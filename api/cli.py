@@ -12,6 +12,7 @@ from api.services.errors import ServiceError
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.argument("email")
 @click.option(
     "--password",

@@ -213,7 +213,7 @@ def start_gunicorn(log_path: Path, env_overrides: dict[str, str] | None = None, 
         try:
             if requests.get(f"{url}/health", timeout=1).status_code == 200:
                 return LiveServer(url=url, log_path=log_path, process=process)
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still booting
             pass
         time.sleep(0.2)
     process.terminate()

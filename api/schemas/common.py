@@ -33,13 +33,20 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     )
 
 
-def trimmed_text(max_length: int, *, required: bool = True, **kwargs) -> ma.fields.String:
+class TrimmedString(ma.fields.String):
+    """A string with surrounding whitespace removed before it is validated."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+def trimmed_text(max_length: int, *, required: bool = True, **kwargs) -> TrimmedString:
     """A string that must not be blank once trimmed and fits in its column."""
-    return ma.fields.String(
+    return TrimmedString(
         required=required,
         validate=[
+            validate.Length(min=1, error="Must not be blank."),
             validate.Length(max=max_length),
-            validate.Regexp(r"\S", error="Must not be blank."),
         ],
         **kwargs,
     )
