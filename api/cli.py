@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import create_engine, make_url, text
 
+from api.schemas.auth import RegisterSchema
 from api.services import admin_users
 from api.services.errors import ServiceError
 
@@ -25,8 +26,14 @@ def create_admin(email: str, password: str | None, name: str | None) -> None:
     from api.repositories import users as users_repo
     from api.services.accounts import normalize_email
 
-    if password is None and users_repo.get_by_email(normalize_email(email)) is None:
+    is_new = users_repo.get_by_email(normalize_email(email)) is None
+    if is_new and password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if is_new:  # the same rules as POST /api/auth/register
+        fields = {"email": email, "password": password, **({"name": name} if name else {})}
+        errors = RegisterSchema().validate(fields)
+        if errors:
+            raise click.ClickException(f"Invalid input: {errors}")
     try:
         user, created = admin_users.create_or_promote_admin(email, password, name)
     except ServiceError as exc:

@@ -13,14 +13,14 @@ from config.logging_setup import request_id_var, user_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is kept only when it is short and plain, so it cannot forge log content.
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 access_log = logging.getLogger("api.access")
 
 
 def incoming_request_id() -> str:
     candidate = request.headers.get(REQUEST_ID_HEADER, "")
-    if _VALID_REQUEST_ID.match(candidate):
+    if _VALID_REQUEST_ID.fullmatch(candidate):
         return candidate
     return uuid.uuid4().hex
 
@@ -57,3 +57,9 @@ def init_app(app: Flask) -> None:
             },
         )
         return response
+
+    @app.teardown_request
+    def forget_request(_exc: BaseException | None) -> None:
+        # Threads are reused: lines logged after this request must not carry its ids.
+        request_id_var.set(None)
+        user_id_var.set(None)

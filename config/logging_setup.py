@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 from contextvars import ContextVar
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -18,26 +19,31 @@ user_id_var: ContextVar[str | None] = ContextVar("user_id", default=None)
 
 REDACTED = "[REDACTED]"
 
-# Redaction runs on the finished line, so it covers messages, extra fields and tracebacks
-# alike, whichever logger produced them.
-_SECRET_KEY_WORDS = r"(?:password|passwd|secret|token|api[_-]?key|authorization|cookie)"  # noqa: S105
+# A field or key is secret when its name ends with one of these words ("refresh_token",
+# "X-API-Key", "password"), but not "prompt_tokens" or "token_type".
+_SECRET_ENDINGS = r"(?:password|passwd|secret|token|api[_-]?key|authorization|cookie)"  # noqa: S105
+_SECRET_NAME = re.compile(_SECRET_ENDINGS + "$", re.IGNORECASE)
+_SECRET_WORDS = r"[\w-]*" + _SECRET_ENDINGS
+_QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+_BARE = r"[^\s,;&}'\"]+"
 _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
-    # "refresh_token": "…", "password": "…" inside JSON (the value may hold escaped quotes)
+    # Credentials recognisable by their shape, wherever they stand.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"\bgw_[A-Za-z0-9_-]{6,}"), f"gw_{REDACTED}"),
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1 {REDACTED}"),
+    # Values of secret-named keys: JSON or dict reprs ("password": "…", 'api_key': '…')
     (
-        re.compile(rf'("[\w-]*{_SECRET_KEY_WORDS}"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE),
+        re.compile(rf"""(["']{_SECRET_WORDS}["']\s*:\s*)(?:{_QUOTED})""", re.IGNORECASE),
         rf'\1"{REDACTED}"',
     ),
-    # password=…, api_key: … in free text and query strings
+    # … and free text or query strings (password=…, api_key: "…", token=…&)
     (
         re.compile(
-            rf"(\b[\w-]*{_SECRET_KEY_WORDS}\s*[=:]\s*)(?!\"|\[REDACTED)[^\s,;&}}\"']+",
+            rf"(\b{_SECRET_WORDS}\s*[=:]\s*)(?!\[REDACTED|Bearer |Basic )(?:{_QUOTED}|{_BARE})",
             re.IGNORECASE,
         ),
         rf"\1{REDACTED}",
     ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
-    (re.compile(r"\bgw_[A-Za-z0-9_-]{6,}"), f"gw_{REDACTED}"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
 ]
 
 
@@ -46,6 +52,16 @@ def redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _redact_value(name: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTED if _SECRET_NAME.search(name) else redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(name, item) for item in value]
+    return value
 
 
 class ContextFilter(logging.Filter):
@@ -60,8 +76,14 @@ class ContextFilter(logging.Filter):
 
 
 class RedactingJsonFormatter(JsonFormatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+    """JSON lines with secrets removed from every field: message, extras, tracebacks.
+
+    Redaction runs on the fields before they are serialized, so quoting and escaping
+    inside the JSON line cannot hide a secret from the patterns.
+    """
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: _redact_value(key, value) for key, value in log_data.items()}
 
 
 def json_formatter() -> RedactingJsonFormatter:
