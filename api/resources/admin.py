@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+import marshmallow as ma
 from flask_smorest import Blueprint
 
 from api.schemas.users import (
@@ -18,7 +19,7 @@ blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Adminis
 
 @blp.route("/users", methods=["GET"])
 @admin_required
-@blp.arguments(AdminUserQuerySchema, location="query")
+@blp.arguments(AdminUserQuerySchema, location="query", unknown=ma.RAISE)
 @blp.response(200, UserPageSchema)
 def list_users(query):
     """All accounts, newest first, optionally filtered"""

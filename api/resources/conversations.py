@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+import marshmallow as ma
 from flask_smorest import Blueprint
 
 from api.schemas.common import PaginationQuerySchema
@@ -31,7 +32,7 @@ def create_conversation(payload):
 
 @blp.route("/", methods=["GET"])
 @auth_required
-@blp.arguments(PaginationQuerySchema, location="query")
+@blp.arguments(PaginationQuerySchema, location="query", unknown=ma.RAISE)
 @blp.response(200, ConversationPageSchema)
 def list_conversations(query):
     """Your conversations, most recently active first"""

@@ -171,6 +171,7 @@ def test_admin_list_combines_filters(client, admin, alice, bob):
         ("page=0", "page"),
         ("page_size=101", "page_size"),
         ("page_size=ten", "page_size"),
+        ("emial=bob", "emial"),
     ],
 )
 def test_admin_list_with_invalid_query_is_422(client, admin, query, field):

@@ -178,6 +178,7 @@ def test_list_page_beyond_the_end_is_empty_not_an_error(client, alice):
         ("page=-1", "page"),
         ("page=abc", "page"),
         ("page_size=1.5", "page_size"),
+        ("sort=title", "sort"),
     ],
 )
 def test_list_with_invalid_query_is_422_naming_the_parameter(client, alice, query, field):
