@@ -7,21 +7,13 @@ import uuid
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.helpers import error_of
 
 USERS = "/api/admin/users"
 
 
 def user_url(user_id) -> str:
     return f"{USERS}/{user_id}"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    error = response.get_json()["error"]
-    assert error["code"] == code
-    assert error["request_id"] == response.headers["X-Request-ID"]
-    return error
 
 
 def login(client, email: str, password: str = PASSWORD):
@@ -61,35 +53,35 @@ def run_create_admin(app, *args: str):
 
 
 def test_admin_endpoints_need_authentication(client, alice):
-    assert_error(client.get(USERS), 401, "unauthorized")
-    assert_error(client.patch(user_url(alice.id), json={"role": "admin"}), 401, "unauthorized")
+    error_of(client.get(USERS), 401, "unauthorized")
+    error_of(client.patch(user_url(alice.id), json={"role": "admin"}), 401, "unauthorized")
 
 
 def test_a_normal_user_with_a_jwt_is_403(client, alice, bob):
-    assert_error(client.get(USERS, headers=alice.headers), 403, "forbidden")
+    error_of(client.get(USERS, headers=alice.headers), 403, "forbidden")
     response = client.patch(user_url(bob.id), json={"role": "admin"}, headers=alice.headers)
-    assert_error(response, 403, "forbidden")
+    error_of(response, 403, "forbidden")
 
 
 def test_a_normal_user_with_an_api_key_is_403(client, alice, bob):
     headers = {"X-API-Key": api_key_for(client, alice)}
 
-    assert_error(client.get(USERS, headers=headers), 403, "forbidden")
+    error_of(client.get(USERS, headers=headers), 403, "forbidden")
     response = client.patch(user_url(bob.id), json={"role": "admin"}, headers=headers)
-    assert_error(response, 403, "forbidden")
+    error_of(response, 403, "forbidden")
 
 
 def test_a_normal_user_cannot_promote_themselves(client, alice):
     response = client.patch(user_url(alice.id), json={"role": "admin"}, headers=alice.headers)
 
-    assert_error(response, 403, "forbidden")
+    error_of(response, 403, "forbidden")
     assert client.get("/api/user/me", headers=alice.headers).get_json()["role"] == "user"
 
 
 def test_a_forbidden_user_gets_403_before_body_validation(client, alice):
     response = client.patch(user_url(alice.id), json={"bogus": 1}, headers=alice.headers)
 
-    assert_error(response, 403, "forbidden")
+    error_of(response, 403, "forbidden")
 
 
 def test_an_admin_api_key_reaches_admin_endpoints(client, admin):
@@ -177,7 +169,7 @@ def test_admin_list_combines_filters(client, admin, alice, bob):
 def test_admin_list_with_invalid_query_is_422(client, admin, query, field):
     response = client.get(f"{USERS}?{query}", headers=admin.headers)
 
-    error = assert_error(response, 422, "validation_error")
+    error = error_of(response, 422, "validation_error")
     assert field in error["details"]["query"]
 
 
@@ -197,9 +189,9 @@ def test_promoting_a_user_returns_the_updated_user(client, admin, alice):
 def test_a_role_change_invalidates_the_users_old_tokens(client, admin, alice):
     assert patch_user(client, admin, alice.id, {"role": "admin"}).status_code == 200
 
-    assert_error(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
+    error_of(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
     refreshed = client.post("/api/auth/refresh", headers=bearer(alice.refresh_token))
-    assert_error(refreshed, 401, "invalid_token")
+    error_of(refreshed, 401, "invalid_token")
 
 
 def test_a_promoted_user_reaches_admin_endpoints_after_logging_in_again(client, admin, alice):
@@ -220,9 +212,9 @@ def test_a_demoted_admin_loses_admin_access(client, admin, alice):
 
     assert patch_user(client, admin, other_admin.id, {"role": "user"}).status_code == 200
 
-    assert_error(client.get(USERS, headers=promoted), 401, "invalid_token")
+    error_of(client.get(USERS, headers=promoted), 401, "invalid_token")
     relogged = bearer(login(client, other_admin.email).get_json()["access_token"])
-    assert_error(client.get(USERS, headers=relogged), 403, "forbidden")
+    error_of(client.get(USERS, headers=relogged), 403, "forbidden")
 
 
 def test_a_demoted_admins_api_key_loses_admin_access(client, admin, alice):
@@ -234,7 +226,7 @@ def test_a_demoted_admins_api_key_loses_admin_access(client, admin, alice):
 
     assert patch_user(client, admin, alice.id, {"role": "user"}).status_code == 200
 
-    assert_error(client.get(USERS, headers=key_headers), 403, "forbidden")
+    error_of(client.get(USERS, headers=key_headers), 403, "forbidden")
 
 
 # --- active status ---------------------------------------------------------------------------
@@ -247,11 +239,11 @@ def test_deactivating_a_user_cuts_off_tokens_api_keys_and_login(client, admin, a
 
     assert response.status_code == 200
     assert response.get_json()["is_active"] is False
-    assert_error(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
+    error_of(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
     refreshed = client.post("/api/auth/refresh", headers=bearer(alice.refresh_token))
     assert refreshed.status_code == 401
-    assert_error(client.get("/api/user/me", headers={"X-API-Key": key}), 401, "invalid_api_key")
-    assert_error(login(client, alice.email), 401, "unauthorized")
+    error_of(client.get("/api/user/me", headers={"X-API-Key": key}), 401, "invalid_api_key")
+    error_of(login(client, alice.email), 401, "unauthorized")
 
 
 def test_a_deactivated_users_login_looks_like_bad_credentials(client, admin, alice):
@@ -277,7 +269,7 @@ def test_reactivating_a_user_lets_them_log_in_again(client, admin, alice):
     assert me.status_code == 200
     assert client.get("/api/user/me", headers={"X-API-Key": key}).status_code == 200
     # Tokens from before the deactivation stay dead.
-    assert_error(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
+    error_of(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
 
 
 def test_an_unchanged_patch_keeps_the_users_tokens(client, admin, alice):
@@ -291,7 +283,7 @@ def test_an_unchanged_patch_keeps_the_users_tokens(client, admin, alice):
 
 
 def test_patch_with_an_empty_body_is_422(client, admin, alice):
-    error = assert_error(patch_user(client, admin, alice.id, {}), 422, "validation_error")
+    error = error_of(patch_user(client, admin, alice.id, {}), 422, "validation_error")
 
     assert error["details"]
 
@@ -309,7 +301,7 @@ def test_patch_with_an_empty_body_is_422(client, admin, alice):
 def test_patch_with_unknown_or_invalid_fields_is_422_and_changes_nothing(
     client, admin, alice, body, field
 ):
-    error = assert_error(patch_user(client, admin, alice.id, body), 422, "validation_error")
+    error = error_of(patch_user(client, admin, alice.id, body), 422, "validation_error")
 
     assert field in error["details"]["json"]
     assert client.get("/api/user/me", headers=alice.headers).get_json()["role"] == "user"
@@ -318,18 +310,18 @@ def test_patch_with_unknown_or_invalid_fields_is_422_and_changes_nothing(
 def test_patch_an_unknown_user_is_404(client, admin):
     response = patch_user(client, admin, uuid.uuid4(), {"role": "admin"})
 
-    assert_error(response, 404, "not_found")
+    error_of(response, 404, "not_found")
 
 
 def test_patch_a_malformed_user_id_is_404(client, admin):
-    assert_error(patch_user(client, admin, "not-a-uuid", {"role": "admin"}), 404, "not_found")
+    error_of(patch_user(client, admin, "not-a-uuid", {"role": "admin"}), 404, "not_found")
 
 
 @pytest.mark.parametrize("body", [{"role": "user"}, {"is_active": False}])
 def test_an_admin_cannot_change_their_own_role_or_status(client, admin, body):
     response = patch_user(client, admin, admin.id, body)
 
-    assert_error(response, 409, "conflict")
+    error_of(response, 409, "conflict")
     me = client.get("/api/user/me", headers=admin.headers)
     assert me.status_code == 200
     assert me.get_json()["role"] == "admin"
@@ -357,7 +349,7 @@ def test_create_admin_promotes_an_existing_user(app, client, alice):
 
     assert result.exit_code == 0, result.output
     # The old token carried the old role: it is refused, a fresh login has admin access.
-    assert_error(client.get(USERS, headers=alice.headers), 401, "invalid_token")
+    error_of(client.get(USERS, headers=alice.headers), 401, "invalid_token")
     tokens = login(client, alice.email)
     assert client.get(USERS, headers=bearer(tokens.get_json()["access_token"])).status_code == 200
 

@@ -10,21 +10,13 @@ from sqlalchemy import func, select
 from api.extensions import db
 from api.models import Message
 from api.services import conversations as conversations_service
+from tests.helpers import error_of
 
 BASE = "/api/conversations/"
 
 
 def url(conversation_id) -> str:
     return f"{BASE}{conversation_id}"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    error = response.get_json()["error"]
-    assert error["code"] == code
-    assert error["request_id"] == response.headers["X-Request-ID"]
-    return error
 
 
 def create(client, account, title: str | None = None) -> dict:
@@ -82,7 +74,7 @@ def test_create_accepts_a_title_of_exactly_200_characters(client, alice):
 def test_create_with_invalid_title_is_422_naming_the_field(client, alice, title):
     response = client.post(BASE, json={"title": title}, headers=alice.headers)
 
-    error = assert_error(response, 422, "validation_error")
+    error = error_of(response, 422, "validation_error")
     assert "title" in error["details"]["json"]
 
 
@@ -90,14 +82,14 @@ def test_create_with_unknown_field_is_422(client, alice):
     body = {"title": "x", "user_id": str(uuid.uuid4())}
     response = client.post(BASE, json=body, headers=alice.headers)
 
-    error = assert_error(response, 422, "validation_error")
+    error = error_of(response, 422, "validation_error")
     assert "user_id" in error["details"]["json"]
 
 
 def test_create_without_credentials_is_401(client, app):
     response = client.post(BASE, json={"title": "x"})
 
-    assert_error(response, 401, "unauthorized")
+    error_of(response, 401, "unauthorized")
 
 
 # --- list ------------------------------------------------------------------------------
@@ -184,7 +176,7 @@ def test_list_page_beyond_the_end_is_empty_not_an_error(client, alice):
 def test_list_with_invalid_query_is_422_naming_the_parameter(client, alice, query, field):
     response = client.get(f"{BASE}?{query}", headers=alice.headers)
 
-    error = assert_error(response, 422, "validation_error")
+    error = error_of(response, 422, "validation_error")
     assert field in error["details"]["query"]
 
 
@@ -251,7 +243,7 @@ def test_get_a_conversation_without_messages_has_an_empty_list(client, alice):
 def test_get_an_unknown_id_is_404(client, alice):
     response = client.get(url(uuid.uuid4()), headers=alice.headers)
 
-    assert_error(response, 404, "not_found")
+    error_of(response, 404, "not_found")
 
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"])
@@ -260,7 +252,7 @@ def test_a_malformed_id_is_404(client, alice, bad_id):
         kwargs = {"json": {"title": "x"}} if method == "patch" else {}
         response = getattr(client, method)(url(bad_id), headers=alice.headers, **kwargs)
 
-        assert_error(response, 404, "not_found")
+        error_of(response, 404, "not_found")
 
 
 # --- rename ----------------------------------------------------------------------------
@@ -296,7 +288,7 @@ def test_patch_with_invalid_body_is_422_and_changes_nothing(client, alice, body)
 
     response = client.patch(url(conversation["id"]), json=body, headers=alice.headers)
 
-    assert_error(response, 422, "validation_error")
+    error_of(response, 422, "validation_error")
     fetched = client.get(url(conversation["id"]), headers=alice.headers).get_json()
     assert fetched["title"] == "keep me"
 
@@ -311,7 +303,7 @@ def test_delete_is_204_then_the_conversation_is_gone(client, alice):
 
     assert response.status_code == 204
     assert response.get_data() == b""
-    assert_error(client.get(url(conversation["id"]), headers=alice.headers), 404, "not_found")
+    error_of(client.get(url(conversation["id"]), headers=alice.headers), 404, "not_found")
     assert client.get(BASE, headers=alice.headers).get_json()["total"] == 0
 
 
@@ -330,7 +322,7 @@ def test_delete_twice_is_404_the_second_time(client, alice):
     conversation = create(client, alice, "bye")
     assert client.delete(url(conversation["id"]), headers=alice.headers).status_code == 204
 
-    assert_error(client.delete(url(conversation["id"]), headers=alice.headers), 404, "not_found")
+    error_of(client.delete(url(conversation["id"]), headers=alice.headers), 404, "not_found")
 
 
 # --- other users' conversations (BOLA) ------------------------------------------------------
@@ -345,7 +337,7 @@ def alices_conversation(app, client, alice) -> dict:
 
 
 def assert_hidden_404(response, conversation: dict) -> None:
-    error = assert_error(response, 404, "not_found")
+    error = error_of(response, 404, "not_found")
     text = response.get_data(as_text=True)
     assert conversation["id"] not in text
     assert conversation["title"] not in text
@@ -435,4 +427,4 @@ def test_an_api_key_also_works_as_a_bearer_token(client, alice):
 def test_an_unknown_api_key_is_401(client, alice):
     response = client.get(BASE, headers={"X-API-Key": "gw_" + "x" * 43})
 
-    assert_error(response, 401, "invalid_api_key")
+    error_of(response, 401, "invalid_api_key")

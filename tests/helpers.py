@@ -1,0 +1,34 @@
+"""Assertions and small helpers shared by the API tests."""
+
+from __future__ import annotations
+
+ERROR_FIELDS = {"code", "message", "request_id", "details"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def error_of(response, status: int, code: str | None = None) -> dict:
+    """The `error` object of a response, after checking the gateway's error shape."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert {"code", "message", "request_id"} <= set(error) <= ERROR_FIELDS
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+def assert_unauthorized(response, code: str | None = None) -> dict:
+    error = error_of(response, 401, code)
+    assert response.headers.get("WWW-Authenticate") == "Bearer"
+    return error
+
+
+def field_messages(error: dict, field: str) -> list[str]:
+    return error["details"]["json"][field]
