@@ -43,13 +43,12 @@ def issue_pair(user: User, family: str | None = None) -> dict[str, Any]:
 
 
 def is_revoked(payload: dict[str, Any]) -> bool:
-    jti_key, family_key = (
-        _revoked_jti_key(payload["jti"]),
-        _revoked_family_key(payload.get("fam", "")),
+    family = payload.get("fam", "")
+    jti_revoked, family_revoked = redis_store.client.mget(
+        _revoked_jti_key(payload["jti"]), _revoked_family_key(family)
     )
-    jti_revoked, family_revoked = redis_store.client.mget(jti_key, family_key)
     if jti_revoked and payload.get("type") == "refresh" and not family_revoked:
-        revoke_family(payload.get("fam", ""))  # a rotated refresh token came back: treat as stolen
+        revoke_family(family)  # a rotated refresh token came back: treat it as stolen
     return bool(jti_revoked or family_revoked)
 
 
