@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Flask
 
 from api.errors import error_response
 from api.extensions import jwt
-from api.repositories import users as users_repo
+from api.services import accounts
 from api.services import tokens as tokens_service
 
 
@@ -21,15 +19,7 @@ def init_app(app: Flask) -> None:
 
     @jwt.user_lookup_loader
     def load_user(_header: dict, payload: dict):
-        try:
-            user = users_repo.get(uuid.UUID(payload["sub"]))
-        except (KeyError, ValueError):
-            return None
-        # A deactivated user, or a token older than the last password or role change,
-        # is refused even though its signature is valid.
-        if user is None or not user.is_active or payload.get("ver") != user.token_version:
-            return None
-        return user
+        return accounts.user_for_token(payload)
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:

@@ -10,7 +10,7 @@ from api.extensions import db
 from api.models import User
 from api.repositories import users as users_repo
 from api.services import passwords
-from api.services.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from api.services.errors import Conflict, InvalidInput, Unauthorized
 
 BAD_CREDENTIALS = "Invalid email or password."
 
@@ -58,10 +58,18 @@ def authenticate(email: str, password: str) -> User:
     return user
 
 
-def get_user(user_id: uuid.UUID) -> User:
-    user = users_repo.get(user_id)
-    if user is None:
-        raise NotFound("User not found.")
+def user_for_token(payload: dict) -> User | None:
+    """The user a verified JWT speaks for, or None when the token no longer counts.
+
+    A deactivated user, or a token older than the user's last password or role change,
+    is refused even though the signature is valid.
+    """
+    try:
+        user = users_repo.get(uuid.UUID(payload["sub"]))
+    except (KeyError, ValueError):
+        return None
+    if user is None or not user.is_active or payload.get("ver") != user.token_version:
+        return None
     return user
 
 

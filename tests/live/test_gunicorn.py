@@ -90,6 +90,33 @@ def test_user_journey_over_http(live):
     assert requests.get(conversation_url, headers={"X-API-Key": key}).status_code == 404
 
 
+def test_password_change_and_key_deletion_take_effect_at_once_over_http(live):
+    base = live.url
+    account = _register_and_login(base, "carol@example.com")
+    old = _bearer(account["access_token"])
+    created = requests.post(f"{base}/api/user/api-keys", json={"name": "ci"}, headers=old).json()
+
+    changed = requests.put(
+        f"{base}/api/user/me/password",
+        json={"current_password": PASSWORD, "new_password": "another long passphrase"},
+        headers=old,
+    )
+    assert changed.status_code == 200
+    # Both gunicorn workers must refuse the old token: the check is in PostgreSQL, not memory.
+    assert {requests.get(f"{base}/api/user/me", headers=old).status_code for _ in range(6)} == {401}
+    new = _bearer(changed.json()["access_token"])
+    assert requests.get(f"{base}/api/user/me", headers=new).status_code == 200
+
+    key_headers = {"X-API-Key": created["key"]}
+    assert requests.get(f"{base}/api/user/me", headers=key_headers).status_code == 200
+    deleted = requests.delete(f"{base}/api/user/api-keys/{created['id']}", headers=new)
+    assert deleted.status_code == 204
+    statuses = {
+        requests.get(f"{base}/api/user/me", headers=key_headers).status_code for _ in range(6)
+    }
+    assert statuses == {401}
+
+
 def test_admin_bootstrapped_by_cli_manages_users_over_http(live):
     base = live.url
     user = _register_and_login(base, "user@example.com")
