@@ -8,7 +8,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import create_engine, make_url, text
 
 from api.schemas.auth import RegisterSchema
-from api.services import admin_users
+from api.services import accounts, admin_users
 from api.services.errors import ServiceError
 
 
@@ -23,10 +23,7 @@ from api.services.errors import ServiceError
 @click.option("--name", default=None, help="Display name for a new account.")
 def create_admin(email: str, password: str | None, name: str | None) -> None:
     """Make EMAIL an admin, creating the account if it does not exist."""
-    from api.repositories import users as users_repo
-    from api.services.accounts import normalize_email
-
-    is_new = users_repo.get_by_email(normalize_email(email)) is None
+    is_new = not accounts.exists(email)
     if is_new and password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if is_new:  # the same rules as POST /api/auth/register

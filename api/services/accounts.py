@@ -27,7 +27,7 @@ def _check_new_password(password: str, field: str) -> None:
         )
 
 
-def register(email: str, password: str, name: str | None) -> User:
+def register(email: str, password: str, name: str | None, *, role: str = "user") -> User:
     email = normalize_email(email)
     _check_new_password(password, "password")
     if users_repo.get_by_email(email) is not None:
@@ -36,7 +36,7 @@ def register(email: str, password: str, name: str | None) -> User:
         email=email,
         password_hash=passwords.hash_password(password),
         name=(name or "").strip() or email.split("@", 1)[0],
-        role="user",
+        role=role,
     )
     try:
         users_repo.add(user)
@@ -45,6 +45,10 @@ def register(email: str, password: str, name: str | None) -> User:
         db.session.rollback()
         raise Conflict("An account with this email already exists.") from exc
     return user
+
+
+def exists(email: str) -> bool:
+    return users_repo.get_by_email(normalize_email(email)) is not None
 
 
 def authenticate(email: str, password: str) -> User:

@@ -22,20 +22,17 @@ def update(
     user = users_repo.get(user_id)
     if user is None:
         raise NotFound("User not found.")
+    changes = {
+        name: value
+        for name, value in (("role", role), ("is_active", is_active))
+        if value is not None and value != getattr(user, name)
+    }
     # An admin demoting or deactivating themselves could leave nobody able to administer.
-    if user.id == admin.id and (
-        (role is not None and role != user.role)
-        or (is_active is not None and is_active != user.is_active)
-    ):
+    if changes and user.id == admin.id:
         raise Conflict("Admins cannot change their own role or active status.")
-    changed = False
-    if role is not None and role != user.role:
-        user.role = role
-        changed = True
-    if is_active is not None and is_active != user.is_active:
-        user.is_active = is_active
-        changed = True
-    if changed:
+    if changes:
+        for name, value in changes.items():
+            setattr(user, name, value)
         # Tokens carry the role; old ones must not keep the old role or outlive deactivation.
         user.token_version += 1
     db.session.commit()
@@ -56,7 +53,4 @@ def create_or_promote_admin(
         return existing, False
     if not password:
         raise NotFound("No account with this email; give a password to create it.")
-    user = accounts.register(email, password, name)
-    user.role = "admin"
-    db.session.commit()
-    return user, True
+    return accounts.register(email, password, name, role="admin"), True
