@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import cli, errors, http_guards, models, openapi, request_log  # noqa: F401
+from api import cli, errors, http_guards, models, openapi, queue, request_log  # noqa: F401
 from api.extensions import db, limiter, migrate, redis_store
 from api.security import jwt_callbacks
 from config.logging_setup import configure_logging
@@ -34,6 +34,7 @@ def create_app(config: Config | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     redis_store.init_app(app)
+    queue.celery_init_app(app)
     jwt_callbacks.init_app(app)
     limiter.init_app(app)
     openapi.init_app(app)

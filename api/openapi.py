@@ -6,9 +6,17 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
 from api.errors import GatewayApi
-from api.resources import admin, auth, conversations, health, users
+from api.resources import admin, auth, chat, conversations, health, jobs, users
 
-BLUEPRINTS = [health.blp, auth.blp, users.blp, conversations.blp, admin.blp]
+BLUEPRINTS = [
+    health.blp,
+    auth.blp,
+    users.blp,
+    conversations.blp,
+    jobs.blp,
+    chat.blp,
+    admin.blp,
+]
 
 
 SWAGGER_ASSETS_URL = "/docs/assets/"

@@ -27,6 +27,16 @@ def env_int(name: str, default: int) -> int:
         raise RuntimeError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be a number, got {raw!r}") from exc
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -81,6 +91,63 @@ class Config:
         self.LOGIN_RATE_LIMIT_PER_EMAIL = env_str("LOGIN_RATE_LIMIT_PER_EMAIL", "5/minute")
         self.REGISTER_RATE_LIMIT_PER_IP = env_str("REGISTER_RATE_LIMIT_PER_IP", "10/minute")
 
+        # --- models and routing -------------------------------------------------------
+        # Characters above which length alone pushes a request towards the heavy tier.
+        self.COMPLEXITY_THRESHOLD = env_int("COMPLEXITY_THRESHOLD", 100)
+        self.MODEL_LIGHT = env_str("MODEL_LIGHT", "llama3.2:3b")
+        self.MODEL_HEAVY = env_str("MODEL_HEAVY", "qwen2.5:7b")
+        self.LLM_PROVIDER = env_str("LLM_PROVIDER", "ollama")  # ollama | openai
+        self.OLLAMA_URL = env_str("OLLAMA_URL", "http://127.0.0.1:11434")
+        self.OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
+        self.OPENAI_API_KEY = env_str("OPENAI_API_KEY", "not-needed")
+        # Seconds to connect, and to wait for each next token, before the job fails.
+        self.LLM_CONNECT_TIMEOUT = env_float("LLM_CONNECT_TIMEOUT", 5.0)
+        self.LLM_READ_TIMEOUT = env_float("LLM_READ_TIMEOUT", 60.0)
+        # Connection errors before the first token are retried this many times.
+        self.LLM_CONNECT_RETRIES = env_int("LLM_CONNECT_RETRIES", 2)
+        self.SYSTEM_PROMPT = env_str(
+            "SYSTEM_PROMPT",
+            "You are a helpful assistant. Use the web_search tool for current events or "
+            "facts you are unsure of, and answer concisely.",
+        )
+
+        # --- jobs ---------------------------------------------------------------------
+        self.MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 32_000)
+        self.MAX_TOKENS_LIMIT = env_int("MAX_TOKENS_LIMIT", 4096)
+        self.DEFAULT_MAX_TOKENS = env_int("DEFAULT_MAX_TOKENS", 1024)
+        # Characters of earlier conversation sent with a new message (newest kept first).
+        self.CONTEXT_BUDGET_CHARS = env_int("CONTEXT_BUDGET_CHARS", 12_000)
+        self.AGENT_MAX_TOOL_ROUNDS = env_int("AGENT_MAX_TOOL_ROUNDS", 2)
+        # Soft limit: the job stops generating and fails with time_limit_exceeded.
+        self.JOB_SOFT_TIME_LIMIT = env_int("JOB_SOFT_TIME_LIMIT", 300)
+        self.JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 330)
+        self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+        # A message not acknowledged for this long is delivered again (worker died).
+        # Must stay above JOB_TIME_LIMIT, or a slow job would run twice.
+        self.BROKER_VISIBILITY_TIMEOUT = env_int("BROKER_VISIBILITY_TIMEOUT", 900)
+        # A running job holds a lock renewed by its worker; when the worker dies the lock
+        # lapses after this many seconds and a redelivered copy may take over.
+        self.JOB_LOCK_TTL = env_int("JOB_LOCK_TTL", 30)
+        self.CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or self.REDIS_URL
+        self.CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or self.REDIS_URL
+        self.WORKER_CONCURRENCY_LIGHT = env_int("WORKER_CONCURRENCY_LIGHT", 4)
+        self.WORKER_CONCURRENCY_HEAVY = env_int("WORKER_CONCURRENCY_HEAVY", 2)
+
+        # --- token streams and SSE -------------------------------------------------------
+        self.STREAM_MAXLEN = env_int("STREAM_MAXLEN", 20_000)
+        # How long a finished job's event stream stays replayable in Redis.
+        self.STREAM_TTL_SECONDS = env_int("STREAM_TTL_SECONDS", 3600)
+        self.SSE_HEARTBEAT_SECONDS = env_float("SSE_HEARTBEAT_SECONDS", 15.0)
+        # POST /api/chat/ waits this long for the answer before 504 with the job id.
+        self.CHAT_WAIT_SECONDS = env_float("CHAT_WAIT_SECONDS", 120.0)
+
+        # --- web search ------------------------------------------------------------------
+        # "ddgs" (DuckDuckGo and friends), or "module:factory" returning a search backend.
+        self.SEARCH_BACKEND = env_str("SEARCH_BACKEND", "ddgs")
+        self.SEARCH_TIMEOUT = env_float("SEARCH_TIMEOUT", 8.0)
+        self.SEARCH_MAX_RESULTS = env_int("SEARCH_MAX_RESULTS", 5)
+        self.SEARCH_CACHE_TTL = env_int("SEARCH_CACHE_TTL", 600)
+
         # --- HTTP and logs -----------------------------------------------------------
         self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
@@ -117,6 +184,39 @@ class Config:
         self.RATELIMIT_STORAGE_OPTIONS = {"key_prefix": f"{self.REDIS_KEY_PREFIX}limits"}
         self.RATELIMIT_HEADERS_ENABLED = True
         self.RATELIMIT_STRATEGY = "fixed-window"
+        # Celery (read by api.queue.celery_init_app). Every broker and result key is under
+        # REDIS_KEY_PREFIX too, so deployments and test runs sharing a Redis never meet.
+        celery_prefix = {"global_keyprefix": f"{self.REDIS_KEY_PREFIX}celery:"}
+        self.CELERY = {
+            "broker_url": self.CELERY_BROKER_URL,
+            "result_backend": self.CELERY_RESULT_BACKEND,
+            "broker_transport_options": {
+                "visibility_timeout": self.BROKER_VISIBILITY_TIMEOUT,
+                **celery_prefix,
+            },
+            "result_backend_transport_options": celery_prefix,
+            "result_expires": 24 * 3600,
+            # A job is acknowledged only when it has finished, and given back to the queue
+            # if its worker dies, so a crash never loses it.
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            # One job at a time per free slot: a busy worker must not hoard queued jobs.
+            "worker_prefetch_multiplier": 1,
+            # Routing by task name: the API names the task, the route names the queue.
+            "task_routes": {
+                "gateway.jobs.run_light": {"queue": "light"},
+                "gateway.jobs.run_heavy": {"queue": "heavy"},
+            },
+            "task_default_queue": "light",
+            "task_soft_time_limit": self.JOB_SOFT_TIME_LIMIT,
+            "task_time_limit": self.JOB_TIME_LIMIT,
+            "task_serializer": "json",
+            "accept_content": ["json"],
+            "worker_hijack_root_logger": False,
+            "worker_send_task_events": True,
+            "task_send_sent_event": True,
+            "broker_connection_retry_on_startup": True,
+        }
         self.API_TITLE = "LLM Gateway"
         self.API_VERSION = "v1"
         self.OPENAPI_VERSION = "3.0.3"
@@ -134,6 +234,14 @@ class Config:
             raise RuntimeError("BCRYPT_ROUNDS must be between 4 and 31")
         if self.MAX_CONTENT_LENGTH <= 0:
             raise RuntimeError("MAX_CONTENT_LENGTH must be positive")
+        if self.LLM_PROVIDER not in ("ollama", "openai"):
+            raise RuntimeError("LLM_PROVIDER must be 'ollama' or 'openai'")
+        if self.BROKER_VISIBILITY_TIMEOUT <= self.JOB_TIME_LIMIT:
+            raise RuntimeError(
+                "BROKER_VISIBILITY_TIMEOUT must be above JOB_TIME_LIMIT, or long jobs run twice"
+            )
+        if self.JOB_SOFT_TIME_LIMIT > self.JOB_TIME_LIMIT:
+            raise RuntimeError("JOB_SOFT_TIME_LIMIT must not exceed JOB_TIME_LIMIT")
 
 
 class DevelopmentConfig(Config):

@@ -38,7 +38,7 @@ from api.extensions import db
 from config.settings import TestingConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ["messages", "conversations", "api_keys", "users"]
+TABLES = ["jobs", "messages", "conversations", "api_keys", "users"]
 PASSWORD = "correct horse battery"
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from api.extensions import db
-from api.models import Conversation
+from api.models import Conversation, Message
 from api.repositories.pagination import Page, paginate
 
 
@@ -39,3 +39,14 @@ def list_page_for_user(user_id: uuid.UUID, page: int, page_size: int) -> Page:
 
 def delete(conversation: Conversation) -> None:
     db.session.delete(conversation)
+
+
+def recent_messages(conversation_id: uuid.UUID, limit: int) -> list[Message]:
+    """The conversation's newest messages, newest first."""
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.created_at.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))

@@ -74,3 +74,25 @@ def append_message(
     conversation.updated_at = message.created_at
     db.session.commit()
     return message
+
+
+def context(conversation_id: uuid.UUID, budget_chars: int) -> list[dict[str, str]]:
+    """The newest user/assistant turns that fit in `budget_chars`, oldest first."""
+    turns: list[dict[str, str]] = []
+    used = 0
+    for message in conversations_repo.recent_messages(conversation_id, limit=500):
+        if message.role not in ("user", "assistant"):
+            continue
+        used += len(message.content)
+        if used > budget_chars:
+            break
+        turns.append({"role": message.role, "content": message.content})
+    turns.reverse()
+    return turns
+
+
+def title_from(message: str, max_length: int = 60) -> str:
+    first_line = " ".join(message.split())
+    if len(first_line) <= max_length:
+        return first_line or DEFAULT_TITLE
+    return first_line[: max_length - 1].rstrip() + "…"

@@ -1,0 +1,36 @@
+"""The Celery app, built from the Flask app (Flask's documented pattern).
+
+The API only sends tasks by name; the worker package registers the task bodies on this
+same app, so gunicorn never imports the worker (nor LangGraph).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import Celery, Task
+from flask import Flask, current_app, g, has_request_context
+
+QUEUES = ("light", "heavy")
+TASK_BY_TIER = {"light": "gateway.jobs.run_light", "heavy": "gateway.jobs.run_heavy"}
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def enqueue_job(job_id: uuid.UUID, tier: str) -> None:
+    """Put a job on its tier's queue (routed by task name)."""
+    request_id = g.get("request_id") if has_request_context() else None
+    current_app.extensions["celery"].send_task(
+        TASK_BY_TIER[tier], args=[str(job_id)], kwargs={"request_id": request_id}
+    )

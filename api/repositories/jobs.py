@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from api.extensions import db
+from api.models import Job
+from api.repositories.pagination import Page, paginate
+
+
+def add(job: Job) -> Job:
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+def get(job_id: uuid.UUID) -> Job | None:
+    return db.session.get(Job, job_id)
+
+
+def get_for_user(user_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    return db.session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
+
+
+def get_by_idempotency_key(user_id: uuid.UUID, key: str) -> Job | None:
+    return db.session.scalar(select(Job).where(Job.user_id == user_id, Job.idempotency_key == key))
+
+
+def list_page_for_user(
+    user_id: uuid.UUID, page: int, page_size: int, *, status: str | None = None
+) -> Page:
+    query = select(Job).where(Job.user_id == user_id).order_by(Job.created_at.desc(), Job.id)
+    if status:
+        query = query.where(Job.status == status)
+    return paginate(query, page, page_size)
+
+
+def cancel_if_queued(job_id: uuid.UUID, when: datetime) -> bool:
+    """queued → cancelled, atomically: False when a worker claimed it first."""
+    result = db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="cancelled", finished_at=when)
+        .returning(Job.id)
+    )
+    return result.first() is not None
+
+
+def claim(job_id: uuid.UUID, when: datetime) -> int | None:
+    """Mark a job running for a new attempt; its attempt number, or None if it has ended.
+
+    A job still `running` is claimed too: that is a redelivery after its worker died.
+    """
+    result = db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(("queued", "running")))
+        .values(
+            status="running",
+            attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, when),
+            first_token_at=None,
+        )
+        .returning(Job.attempts)
+    )
+    row = result.first()
+    return row[0] if row else None

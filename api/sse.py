@@ -1,0 +1,96 @@
+"""Relays a job's Redis stream to a client as Server-Sent Events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from flask import Response, current_app, stream_with_context
+
+from api.extensions import db, redis_store
+from api.models import Job
+from api.repositories import jobs as jobs_repo
+from api.streams import Event, read_events, stream_exists
+
+HEARTBEAT = ": ping\n\n"
+# Synthesized events (the stream has expired) use ids "0-N": below any real entry id.
+SYNTHETIC_PREFIX = "0-"
+
+
+def synthesize(job: Job) -> list[Event]:
+    """A finished job's events rebuilt from PostgreSQL, for a stream that has expired."""
+    events = [("start", {"job_id": str(job.id), "model": job.model, "tier": job.tier})]
+    if job.output:
+        events.append(("token", {"text": job.output}))
+    if job.status == "succeeded":
+        usage = {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
+        message_id = str(job.assistant_message_id) if job.assistant_message_id else None
+        events.append(
+            ("done", {"message_id": message_id, "usage": usage, "finish_reason": job.finish_reason})
+        )
+    elif job.status == "failed":
+        events.append(("error", {"error": {"code": job.error_code, "message": job.error_message}}))
+    else:
+        events.append(("cancelled", {"job_id": str(job.id), "partial": bool(job.output)}))
+    return [Event(f"{SYNTHETIC_PREFIX}{n}", name, data) for n, (name, data) in enumerate(events, 1)]
+
+
+def _replay(job: Job, after: str | None) -> Iterator[str]:
+    if after and after.startswith(SYNTHETIC_PREFIX):
+        seen = int(after.removeprefix(SYNTHETIC_PREFIX) or 0)
+        events = [e for e in synthesize(job) if int(e.id.removeprefix(SYNTHETIC_PREFIX)) > seen]
+    else:
+        events = synthesize(job)
+        if after:  # the client saw part of a stream that no longer exists: start over
+            yield Event(f"{SYNTHETIC_PREFIX}0", "reset", {"reason": "stream expired"}).to_sse()
+    for event in events:
+        yield event.to_sse()
+
+
+def _ended_job(job_id: uuid.UUID) -> Job | None:
+    """The job when it has ended and its stream does not exist; the session is released."""
+    try:
+        job = jobs_repo.get(job_id)
+        return job if job is not None and job.is_terminal else None
+    finally:
+        db.session.close()
+
+
+def events(job_id: uuid.UUID, after: str | None) -> Iterator[str]:
+    """SSE text for a job from `after` (a Last-Event-ID) to its terminal event."""
+    config = current_app.config
+    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
+    yield "retry: 2000\n\n"
+    if not stream_exists(client, prefix, str(job_id)):
+        ended = _ended_job(job_id)
+        if ended is not None:
+            yield from _replay(ended, after)
+            return
+    start = after if after and not after.startswith(SYNTHETIC_PREFIX) else "0-0"
+    block_ms = int(config["SSE_HEARTBEAT_SECONDS"] * 1000)
+    for event in read_events(client, prefix, str(job_id), after=start, block_ms=block_ms):
+        if event is not None:
+            yield event.to_sse()
+            continue
+        yield HEARTBEAT
+        # A job that ended without a stream (e.g. never enqueued, or the stream expired
+        # while we waited) would otherwise keep this connection open forever.
+        if not stream_exists(client, prefix, str(job_id)):
+            ended = _ended_job(job_id)
+            if ended is not None:
+                yield from _replay(ended, after)
+                return
+
+
+def response(job_id: uuid.UUID, after: str | None, *, headers: dict | None = None) -> Response:
+    # Release the request's database connection: a stream may stay open for minutes.
+    db.session.close()
+    return Response(
+        stream_with_context(events(job_id, after)),
+        mimetype="text/event-stream",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+            **(headers or {}),
+        },
+    )

@@ -1,0 +1,115 @@
+"""The job event stream protocol, shared by the worker (writer) and the API (reader).
+
+Each job has one Redis Stream. An entry is {"event": name, "data": json}; its entry id is
+the SSE `id:`. A reader that reconnects with Last-Event-ID continues right after it, and a
+late reader replays from the start: nothing is lost, nothing is seen twice.
+
+Events: start, token, tool_call, tool_result, reset, done, error, cancelled. `reset` means
+"a new attempt starts over: discard the text received so far" (sent when a job is
+delivered again after its worker died). done, error and cancelled end a stream; after one
+of them the stream expires after STREAM_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+TERMINAL_EVENTS = frozenset({"done", "error", "cancelled"})
+EVENT_NAMES = frozenset(
+    {"start", "token", "tool_call", "tool_result", "reset", "done", "error", "cancelled"}
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    name: str
+    data: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.name in TERMINAL_EVENTS
+
+    def to_sse(self) -> str:
+        payload = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        return f"id: {self.id}\nevent: {self.name}\ndata: {payload}\n\n"
+
+
+def stream_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}job:{job_id}:events"
+
+
+def cancel_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}job:{job_id}:cancel"
+
+
+class EventWriter:
+    """Appends a job's events; used by the worker (and by the API for `cancelled`)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, job_id: str, *, maxlen: int, ttl: int):
+        self._client = client
+        self._key = stream_key(prefix, job_id)
+        self._maxlen = maxlen
+        self._ttl = ttl
+
+    def emit(self, name: str, data: dict[str, Any] | None = None) -> str:
+        fields = {"event": name, "data": json.dumps(data or {}, ensure_ascii=False)}
+        if name in TERMINAL_EVENTS:
+            # The end and its expiry in one round trip, so no stream is left without a TTL.
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
+            pipe.expire(self._key, self._ttl)
+            entry_id = pipe.execute()[0]
+        else:
+            entry_id = self._client.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
+        return entry_id if isinstance(entry_id, str) else entry_id.decode()
+
+
+def _decode(entry_id: Any, fields: dict) -> Event:
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else value
+
+    return Event(
+        id=text(entry_id),
+        name=text(fields.get("event") or fields.get(b"event")),
+        data=json.loads(text(fields.get("data") or fields.get(b"data") or "{}")),
+    )
+
+
+def read_events(
+    client: redis.Redis, prefix: str, job_id: str, *, after: str = "0-0", block_ms: int
+) -> Iterator[Event | None]:
+    """Yield events after `after`, and None whenever `block_ms` passes with nothing new.
+
+    Stops after a terminal event. The caller decides when to give up on silence.
+    """
+    key = stream_key(prefix, job_id)
+    last = after
+    while True:
+        response = client.xread({key: last}, block=block_ms, count=500)
+        if not response:
+            yield None
+            continue
+        for entry_id, fields in response[0][1]:
+            event = _decode(entry_id, fields)
+            last = event.id
+            yield event
+            if event.is_terminal:
+                return
+
+
+def stream_exists(client: redis.Redis, prefix: str, job_id: str) -> bool:
+    return bool(client.exists(stream_key(prefix, job_id)))
+
+
+def valid_event_id(value: str | None) -> bool:
+    """Whether a client's Last-Event-ID looks like a Redis stream id (ms-seq)."""
+    if not value:
+        return False
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and seq.isdigit() and len(value) <= 40

@@ -1,0 +1,1 @@
+"""The LangGraph agent and its tools."""

@@ -1,0 +1,168 @@
+"""The LangGraph agent: an LLM node and a tools node, with bounded tool rounds.
+
+    START → llm ─(tool calls, rounds left)→ tools → llm … ─(text)→ END
+
+Every token the model streams goes to `hooks.token` as it arrives; tool calls and their
+results go to `hooks.tool_call` / `hooks.tool_result`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    AnyMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+
+from worker.agent.errors import JobStopped, ModelError, is_connection_error
+
+TOOL_RESULT_PREVIEW = 2000
+
+
+class Hooks(Protocol):
+    def token(self, text: str) -> None: ...
+    def tool_call(self, name: str, arguments: dict[str, Any]) -> None: ...
+    def tool_result(self, name: str, content: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class AgentState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    tool_rounds: int
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return ""
+
+
+def _finish_reason(message: AIMessage) -> str | None:
+    metadata = message.response_metadata or {}
+    return metadata.get("done_reason") or metadata.get("finish_reason")
+
+
+def stream_reply(
+    model: Any, messages: Sequence[AnyMessage], hooks: Hooks, *, retries: int
+) -> AIMessage:
+    """Stream one model reply; connection errors are retried only before the first chunk."""
+    attempt = 0
+    while True:
+        merged: AIMessageChunk | None = None
+        try:
+            for chunk in model.stream(list(messages)):
+                merged = chunk if merged is None else merged + chunk
+                text = _text(chunk.content)
+                if text:
+                    hooks.token(text)
+            break
+        except JobStopped:
+            raise
+        except Exception as exc:
+            if merged is None and attempt < retries and is_connection_error(exc):
+                attempt += 1
+                time.sleep(min(0.25 * 2**attempt, 2.0))
+                continue
+            raise
+    if merged is None:
+        raise ModelError("model_bad_response", "The model server sent an empty reply.")
+    message = message_chunk_to_message(merged)
+    if _finish_reason(message) is None:
+        # The stream ended without the server's final record: the answer is cut short,
+        # and must not be reported as complete.
+        raise ModelError("model_stream_truncated", "The model server ended the reply early.")
+    return message
+
+
+def build_agent(
+    model: BaseChatModel,
+    tools: Sequence[BaseTool],
+    hooks: Hooks,
+    *,
+    max_tool_rounds: int,
+    connect_retries: int,
+):
+    tools_by_name = {tool.name: tool for tool in tools}
+    with_tools = model.bind_tools(list(tools)) if tools else model
+
+    def llm(state: AgentState) -> dict[str, Any]:
+        use_tools = bool(tools) and state["tool_rounds"] < max_tool_rounds
+        reply = stream_reply(
+            with_tools if use_tools else model, state["messages"], hooks, retries=connect_retries
+        )
+        usage = reply.usage_metadata or {}
+        return {
+            "messages": [reply],
+            "prompt_tokens": state["prompt_tokens"] + usage.get("input_tokens", 0),
+            "completion_tokens": state["completion_tokens"] + usage.get("output_tokens", 0),
+            "finish_reason": _finish_reason(reply) or "stop",
+        }
+
+    def run_tools(state: AgentState) -> dict[str, Any]:
+        results = []
+        for call in state["messages"][-1].tool_calls:
+            name, arguments = call["name"], call.get("args") or {}
+            hooks.tool_call(name, arguments)
+            tool = tools_by_name.get(name)
+            if tool is None:
+                content = f"There is no tool named {name!r}."
+            else:
+                content = str(tool.invoke(arguments))
+            hooks.tool_result(name, content[:TOOL_RESULT_PREVIEW])
+            results.append(ToolMessage(content=content, tool_call_id=call["id"], name=name))
+        return {"messages": results, "tool_rounds": state["tool_rounds"] + 1}
+
+    def after_llm(state: AgentState) -> str:
+        last = state["messages"][-1]
+        return "tools" if tools and getattr(last, "tool_calls", None) else END
+
+    graph = StateGraph(AgentState)
+    graph.add_node("llm", llm)
+    graph.add_node("tools", run_tools)
+    graph.add_edge(START, "llm")
+    graph.add_conditional_edges("llm", after_llm, {"tools": "tools", END: END})
+    graph.add_edge("tools", "llm")
+    return graph.compile()
+
+
+def run_agent(graph, messages: Sequence[AnyMessage], *, max_tool_rounds: int) -> AgentResult:
+    state = graph.invoke(
+        {
+            "messages": list(messages),
+            "tool_rounds": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "finish_reason": "stop",
+        },
+        {"recursion_limit": 2 * max_tool_rounds + 4},
+    )
+    final = state["messages"][-1]
+    return AgentResult(
+        content=_text(final.content),
+        prompt_tokens=state["prompt_tokens"],
+        completion_tokens=state["completion_tokens"],
+        finish_reason=state["finish_reason"],
+    )

@@ -1,0 +1,250 @@
+"""One job's life on a worker: claim, stream tokens to Redis, persist the outcome."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import redis
+from flask import current_app
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from api.extensions import db, redis_store
+from api.models import Conversation, Job, Message
+from api.models.base import utcnow
+from api.repositories import jobs as jobs_repo
+from api.repositories import messages as messages_repo
+from api.streams import EventWriter, cancel_key
+from worker import providers
+from worker.agent.errors import JobCancelled, JobTimedOut, model_error
+from worker.agent.graph import AgentResult, build_agent, run_agent
+from worker.agent.tools import web_search_tool
+
+log = logging.getLogger(__name__)
+
+# How often the cancel flag is read while tokens flow: well inside the one-second promise.
+CANCEL_POLL_SECONDS = 0.2
+
+
+class JobBusy(Exception):
+    """Another live worker holds the job's lock (it was delivered twice)."""
+
+
+class JobLock:
+    """A Redis lock that its holder keeps renewing, so it lapses soon after a crash."""
+
+    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+    _RENEW = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('expire', KEYS[1], ARGV[2]) end"
+    )
+
+    def __init__(self, client: redis.Redis, key: str, ttl: int):
+        self._client, self._key, self._ttl = client, key, ttl
+        self._token = uuid.uuid4().hex
+        self._stop = threading.Event()
+
+    def acquire(self) -> bool:
+        if not self._client.set(self._key, self._token, nx=True, ex=self._ttl):
+            return False
+        threading.Thread(target=self._renew, daemon=True, name="job-lock").start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self._ttl / 3):
+            try:
+                self._client.eval(self._RENEW, 1, self._key, self._token, self._ttl)
+            except redis.RedisError as exc:
+                log.warning("job lock renewal failed: %s", exc.__class__.__name__)
+
+    def release(self) -> None:
+        self._stop.set()
+        try:
+            self._client.eval(self._RELEASE, 1, self._key, self._token)
+        except redis.RedisError as exc:
+            log.warning("job lock release failed: %s", exc.__class__.__name__)
+
+
+class JobHooks:
+    """Receives the agent's tokens and tool activity; publishes them and checks for stops."""
+
+    def __init__(self, writer: EventWriter, client: redis.Redis, cancel_flag: str, deadline: float):
+        self._writer, self._client, self._cancel_flag = writer, client, cancel_flag
+        self._deadline = deadline
+        self._next_cancel_check = 0.0
+        self.parts: list[str] = []
+        self.first_token_at: datetime | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def check(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if now >= self._deadline:
+            raise JobTimedOut
+        if force or now >= self._next_cancel_check:
+            self._next_cancel_check = now + CANCEL_POLL_SECONDS
+            if self._client.exists(self._cancel_flag):
+                raise JobCancelled
+
+    def token(self, text: str) -> None:
+        self.check()
+        if self.first_token_at is None:
+            self.first_token_at = utcnow()
+        self.parts.append(text)
+        self._writer.emit("token", {"text": text})
+
+    def tool_call(self, name: str, arguments: dict[str, Any]) -> None:
+        self.check()
+        self._writer.emit("tool_call", {"name": name, "arguments": arguments})
+
+    def tool_result(self, name: str, content: str) -> None:
+        self._writer.emit("tool_result", {"name": name, "content": content})
+
+
+def _messages(config: Any, turns: list[dict[str, str]]) -> list[BaseMessage]:
+    kinds = {"user": HumanMessage, "assistant": AIMessage, "system": SystemMessage}
+    history = [kinds[turn["role"]](content=turn["content"]) for turn in turns]
+    return [SystemMessage(content=config["SYSTEM_PROMPT"]), *history]
+
+
+def generate(job: Job, hooks: JobHooks) -> AgentResult:
+    config = current_app.config
+    params = job.input.get("params", {})
+    model = providers.chat_model(
+        config, job.model, max_tokens=params["max_tokens"], temperature=params.get("temperature")
+    )
+    tools = [web_search_tool(config, redis_store.client)] if params.get("tools", True) else []
+    rounds = config["AGENT_MAX_TOOL_ROUNDS"]
+    graph = build_agent(
+        model, tools, hooks, max_tool_rounds=rounds, connect_retries=config["LLM_CONNECT_RETRIES"]
+    )
+    return run_agent(graph, _messages(config, job.input["messages"]), max_tool_rounds=rounds)
+
+
+def _finish(job: Job, status: str, hooks: JobHooks | None, **fields: Any) -> None:
+    job.status = status
+    job.finished_at = utcnow()
+    if hooks is not None:
+        job.first_token_at = hooks.first_token_at
+        job.output = hooks.text or None
+    for name, value in fields.items():
+        setattr(job, name, value)
+    db.session.commit()
+
+
+def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> dict[str, Any]:
+    text = hooks.text
+    message_id = None
+    conversation = (
+        db.session.get(Conversation, job.conversation_id) if job.conversation_id else None
+    )
+    if conversation is not None:
+        message = messages_repo.add(
+            Message(
+                conversation_id=conversation.id,
+                role="assistant",
+                content=text,
+                model=job.model,
+                tier=job.tier,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+            )
+        )
+        conversation.updated_at = message.created_at
+        message_id = message.id
+    _finish(
+        job,
+        "succeeded",
+        hooks,
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        assistant_message_id=message_id,
+    )
+    usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+    return {
+        "message_id": str(message_id) if message_id else None,
+        "usage": usage,
+        "finish_reason": result.finish_reason,
+    }
+
+
+def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
+    """Run one delivery of a job. Raises JobBusy when another worker still holds it."""
+    config = current_app.config
+    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
+    job = jobs_repo.get(uuid.UUID(job_id))
+    if job is None or job.is_terminal:
+        log.info("job %s skipped: %s", job_id, "unknown" if job is None else job.status)
+        return
+    lock = JobLock(client, f"{prefix}job:{job_id}:lock", config["JOB_LOCK_TTL"])
+    if not lock.acquire():
+        raise JobBusy(job_id)
+    try:
+        _run_locked(job, queue=queue, hostname=hostname)
+    finally:
+        lock.release()
+        db.session.remove()
+
+
+def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
+    config = current_app.config
+    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
+    attempt = jobs_repo.claim(job.id, utcnow())
+    db.session.commit()
+    if attempt is None:  # cancelled (or finished) between delivery and claim
+        return
+    db.session.refresh(job)
+    writer = EventWriter(
+        client,
+        prefix,
+        str(job.id),
+        maxlen=config["STREAM_MAXLEN"],
+        ttl=config["STREAM_TTL_SECONDS"],
+    )
+    log.info(
+        "job %s attempt %s on queue %s",
+        job.id,
+        attempt,
+        queue,
+        extra={"job_id": str(job.id), "queue": queue, "worker": hostname, "tier": job.tier},
+    )
+    if attempt > config["JOB_MAX_ATTEMPTS"]:
+        _fail(job, writer, None, "too_many_attempts", "The job was interrupted too many times.")
+        return
+    if attempt > 1:
+        writer.emit("reset", {"attempt": attempt, "reason": "the job started over"})
+    writer.emit(
+        "start", {"job_id": str(job.id), "model": job.model, "tier": job.tier, "attempt": attempt}
+    )
+    deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
+    hooks = JobHooks(writer, client, cancel_key(prefix, str(job.id)), deadline)
+    try:
+        hooks.check(force=True)
+        result = generate(job, hooks)
+    except JobCancelled:
+        _finish(job, "cancelled", hooks)
+        writer.emit("cancelled", {"job_id": str(job.id), "partial": bool(hooks.text)})
+    except JobTimedOut:
+        limit = config["JOB_SOFT_TIME_LIMIT"]
+        _fail(job, writer, hooks, "time_limit_exceeded", f"The job ran past its {limit} s limit.")
+    except Exception as exc:
+        error = model_error(exc, job.model)
+        if error.code == "model_error":
+            log.exception("job %s failed", job.id)
+        _fail(job, writer, hooks, error.code, error.message)
+    else:
+        writer.emit("done", _record_answer(job, result, hooks))
+
+
+def _fail(job: Job, writer: EventWriter, hooks: JobHooks | None, code: str, message: str) -> None:
+    db.session.rollback()
+    _finish(job, "failed", hooks, error_code=code, error_message=message)
+    writer.emit("error", {"error": {"code": code, "message": message}})
+    log.warning("job %s failed: %s", job.id, code)

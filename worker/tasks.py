@@ -1,0 +1,31 @@
+"""Celery tasks, one name per tier so that routing by name puts each on its queue."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from flask import current_app
+
+from config.logging_setup import request_id_var
+from worker.runner import JobBusy, run_job
+
+
+def _run(task: Task, job_id: str, queue: str, request_id: str | None) -> None:
+    # The API request's id follows the job, so its worker log lines can be found with it.
+    request_id_var.set(request_id or f"job-{job_id}")
+    try:
+        run_job(job_id, queue=queue, hostname=task.request.hostname)
+    except JobBusy as exc:
+        # Delivered twice while its first worker is alive: look again once that lock lapses.
+        raise task.retry(countdown=current_app.config["JOB_LOCK_TTL"], max_retries=20) from exc
+    finally:
+        request_id_var.set(None)
+
+
+@shared_task(name="gateway.jobs.run_light", bind=True, ignore_result=True)
+def run_light(self, job_id: str, request_id: str | None = None) -> None:
+    _run(self, job_id, "light", request_id)
+
+
+@shared_task(name="gateway.jobs.run_heavy", bind=True, ignore_result=True)
+def run_heavy(self, job_id: str, request_id: str | None = None) -> None:
+    _run(self, job_id, "heavy", request_id)
