@@ -192,6 +192,10 @@ class Config:
             "result_backend": self.CELERY_RESULT_BACKEND,
             "broker_transport_options": {
                 "visibility_timeout": self.BROKER_VISIBILITY_TIMEOUT,
+                # Look for messages of dead workers every few seconds (kombu's default
+                # sweeps only every ~100 s), so a redelivery follows its timeout closely.
+                "unacked_restore_interval": 5,
+                "unacked_restore_throttle": 1,
                 **celery_prefix,
             },
             "result_backend_transport_options": celery_prefix,

@@ -32,6 +32,22 @@ os.environ.setdefault(
 )
 os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("TEST_REDIS_KEY_PREFIX", f"gwtest:{_RUN_ID}:")
+# Short limits so the failure paths of jobs finish in seconds; inherited by the gunicorn
+# and Celery worker processes that tests start.
+for _name, _value in {
+    "JOB_SOFT_TIME_LIMIT": "8",
+    "JOB_TIME_LIMIT": "10",
+    "BROKER_VISIBILITY_TIMEOUT": "12",
+    "JOB_LOCK_TTL": "3",
+    "LLM_CONNECT_TIMEOUT": "2",
+    "LLM_READ_TIMEOUT": "3",
+    "LLM_CONNECT_RETRIES": "1",
+    "CHAT_WAIT_SECONDS": "5",
+    "SSE_HEARTBEAT_SECONDS": "1",
+    "SEARCH_BACKEND": "tests.fakes.search:StaticBackend",
+    "SEARCH_TIMEOUT": "2",
+}.items():
+    os.environ.setdefault(_name, _value)
 
 from api import create_app
 from api.extensions import db
@@ -85,7 +101,13 @@ def clean_state(app, redis_client: redis.Redis) -> None:
     with app.app_context():
         db.session.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
         db.session.commit()
-    keys = list(redis_client.scan_iter(match=app.config["REDIS_KEY_PREFIX"] + "*", count=1000))
+    prefix = app.config["REDIS_KEY_PREFIX"]
+    # Queue bindings are declared once by running workers; without them a sent task is
+    # silently dropped, so they survive the cleaning.
+    keep = f"{prefix}celery:_kombu.binding."
+    keys = [
+        k for k in redis_client.scan_iter(match=prefix + "*", count=1000) if not k.startswith(keep)
+    ]
     if keys:
         redis_client.delete(*keys)
 

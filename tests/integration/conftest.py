@@ -1,0 +1,265 @@
+"""Real processes for the job pipeline: Celery workers on both queues, gunicorn, fake Ollama.
+
+The workers and the gunicorn server inherit the per-run database, Redis prefix and the
+short job limits set in tests/conftest.py; the model server is an in-process FakeOllama
+that speaks Ollama's HTTP protocol on a real socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT
+from tests.fakes.ollama import FakeOllama
+
+TERMINAL = {"done", "error", "cancelled"}
+
+
+@pytest.fixture(scope="session")
+def fake_ollama() -> Iterator[FakeOllama]:
+    with FakeOllama(token_delay=0.005) as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(fake_ollama: FakeOllama) -> None:
+    fake_ollama.reset()
+    fake_ollama.token_delay = 0.005
+
+
+@dataclass
+class Worker:
+    """One `celery worker` process consuming one queue."""
+
+    queue: str
+    concurrency: int
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    generation: int = 0
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.queue}{self.generation}@test"
+
+    def start(self) -> None:
+        self.generation += 1
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "-Q",
+                self.queue,
+                "-P",
+                "threads",
+                "-c",
+                str(self.concurrency),
+                "-n",
+                self.hostname,
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        marker = f"{self.hostname} ready."
+        while marker not in self.log_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {self.hostname} did not start:\n{self.log_text()}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, nothing acknowledged, as when a machine dies."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_records(self) -> list[dict]:
+        records = []
+        for line in self.log_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+    def jobs_run(self) -> set[str]:
+        """Ids of the jobs this worker started, from its own log lines."""
+        return {r["job_id"] for r in self.log_records() if r.get("job_id") and r.get("queue")}
+
+
+@dataclass
+class Workers:
+    light: Worker
+    heavy: Worker
+    all: list[Worker] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def workers(migrated_database, fake_ollama, tmp_path_factory) -> Iterator[Workers]:
+    logs = tmp_path_factory.mktemp("workers")
+    env = {**os.environ, "APP_ENV": "testing", "OLLAMA_URL": fake_ollama.url}
+    # The heavy pool has one slot, so a second heavy job stays queued while one runs.
+    light = Worker("light", 4, logs / "light.log", env)
+    heavy = Worker("heavy", 1, logs / "heavy.log", env)
+    pool = Workers(light=light, heavy=heavy, all=[light, heavy])
+    try:
+        for worker in pool.all:
+            worker.start()
+        yield pool
+    finally:
+        for worker in pool.all:
+            worker.stop()
+
+
+@dataclass
+class SseEvent:
+    id: str | None
+    event: str
+    data: dict
+
+
+def sse_events(response: requests.Response, *, stop_after: int | None = None) -> list[SseEvent]:
+    """Parse a text/event-stream response until a terminal event (or `stop_after` events)."""
+    events: list[SseEvent] = []
+    current: dict[str, str] = {}
+    for raw in response.iter_lines(decode_unicode=True):
+        line = raw if raw is not None else ""
+        if line.startswith(":"):
+            continue  # heartbeat comment
+        if line == "":
+            if "event" in current:
+                events.append(
+                    SseEvent(
+                        current.get("id"), current["event"], json.loads(current.get("data", "{}"))
+                    )
+                )
+                if events[-1].event in TERMINAL or (stop_after and len(events) >= stop_after):
+                    break
+            current = {}
+            continue
+        name, _, value = line.partition(":")
+        current[name] = value.removeprefix(" ")
+    response.close()
+    return events
+
+
+def text_of(events: list[SseEvent]) -> str:
+    """The text a client ends with: tokens after the last reset, concatenated."""
+    text = ""
+    for event in events:
+        if event.event == "reset":
+            text = ""
+        elif event.event == "token":
+            text += event.data["text"]
+    return text
+
+
+def wait_for_status(get_job, statuses: set[str], timeout: float = 20) -> dict:
+    """Poll `get_job()` (returns the job JSON) until its status is one of `statuses`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = get_job()
+        if job["status"] in statuses or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+@dataclass
+class Client:
+    """A registered user of the live server, calling it over HTTP."""
+
+    base: str
+    headers: dict[str, str]
+    user_id: str
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(
+            self.base + path,
+            headers={**self.headers, **kwargs.pop("headers", {})},
+            timeout=30,
+            **kwargs,
+        )
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(
+            self.base + path,
+            headers={**self.headers, **kwargs.pop("headers", {})},
+            timeout=30,
+            **kwargs,
+        )
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return requests.delete(
+            self.base + path,
+            headers={**self.headers, **kwargs.pop("headers", {})},
+            timeout=30,
+            **kwargs,
+        )
+
+    def events(
+        self, job_id: str, *, last_event_id: str | None = None, stop_after: int | None = None
+    ):
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        response = self.get(f"/api/jobs/{job_id}/events", headers=headers, stream=True)
+        assert response.status_code == 200, response.text
+        return sse_events(response, stop_after=stop_after)
+
+    def job(self, job_id: str) -> dict:
+        return self.get(f"/api/jobs/{job_id}").json()
+
+
+def _client(base: str, email: str) -> Client:
+    password = "correct horse battery"
+    created = requests.post(
+        f"{base}/api/auth/register", json={"email": email, "password": password}, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    key = requests.post(
+        f"{base}/api/auth/login", json={"email": email, "password": password}, timeout=10
+    ).json()["access_token"]
+    return Client(base, {"Authorization": f"Bearer {key}"}, created.json()["id"])
+
+
+@pytest.fixture
+def alice_http(live, workers) -> Client:
+    return _client(live.url, "alice@example.com")
+
+
+@pytest.fixture
+def bob_http(live, workers) -> Client:
+    return _client(live.url, "bob@example.com")
