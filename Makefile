@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services lint format test run migrate create-admin lock clean
+.PHONY: install services lint format test run dev migrate create-admin lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ migrate: install services
 run: migrate
 	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
 	exec $(BIN)/gunicorn -c config/gunicorn.conf.py "api:create_app()"
+
+# The whole stack natively: migrations, API, a worker per queue, and a local model server
+# unless OLLAMA_URL or OPENAI_BASE_URL answers (see scripts/dev.py and the Procfile).
+dev: install services
+	$(BIN)/python scripts/dev.py
 
 create-admin: install
 	$(BIN)/flask create-admin $(EMAIL)

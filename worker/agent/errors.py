@@ -48,7 +48,9 @@ def model_error(exc: BaseException, model: str) -> ModelError:
         return ModelError("model_not_found", f"The model server does not have {model!r}.")
     if isinstance(exc, httpx.TimeoutException | openai.APITimeoutError | TimeoutError):
         return ModelError("model_timeout", "The model server stopped answering in time.")
-    if is_connection_error(exc) or isinstance(exc, httpx.RemoteProtocolError):
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ModelError("model_stream_truncated", "The model server closed the reply early.")
+    if is_connection_error(exc):
         return ModelError("model_unavailable", "The model server cannot be reached.")
     if isinstance(exc, json.JSONDecodeError | ValueError):
         return ModelError("model_bad_response", "The model server sent a malformed response.")

@@ -39,7 +39,7 @@ class Hooks(Protocol):
 @dataclass(frozen=True)
 class AgentResult:
     content: str
-    prompt_tokens: int
+    prompt_tokens: int | None  # None when the model server did not report it
     completion_tokens: int
     finish_reason: str
 
@@ -47,7 +47,7 @@ class AgentResult:
 class AgentState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     tool_rounds: int
-    prompt_tokens: int
+    prompt_tokens: int | None
     completion_tokens: int
     finish_reason: str
 
@@ -67,16 +67,21 @@ def _finish_reason(message: AIMessage) -> str | None:
 
 def stream_reply(
     model: Any, messages: Sequence[AnyMessage], hooks: Hooks, *, retries: int
-) -> AIMessage:
-    """Stream one model reply; connection errors are retried only before the first chunk."""
+) -> tuple[AIMessage, int]:
+    """Stream one model reply; connection errors are retried only before the first chunk.
+
+    Returns the reply and how many text chunks it streamed.
+    """
     attempt = 0
     while True:
         merged: AIMessageChunk | None = None
+        text_chunks = 0
         try:
             for chunk in model.stream(list(messages)):
                 merged = chunk if merged is None else merged + chunk
                 text = _text(chunk.content)
                 if text:
+                    text_chunks += 1
                     hooks.token(text)
             break
         except JobStopped:
@@ -94,7 +99,7 @@ def stream_reply(
         # The stream ended without the server's final record: the answer is cut short,
         # and must not be reported as complete.
         raise ModelError("model_stream_truncated", "The model server ended the reply early.")
-    return message
+    return message, text_chunks
 
 
 def build_agent(
@@ -110,14 +115,22 @@ def build_agent(
 
     def llm(state: AgentState) -> dict[str, Any]:
         use_tools = bool(tools) and state["tool_rounds"] < max_tool_rounds
-        reply = stream_reply(
+        reply, text_chunks = stream_reply(
             with_tools if use_tools else model, state["messages"], hooks, retries=connect_retries
         )
-        usage = reply.usage_metadata or {}
+        usage = reply.usage_metadata
+        if usage:
+            prompt = state["prompt_tokens"]
+            prompt = None if prompt is None else prompt + usage.get("input_tokens", 0)
+            completion = usage.get("output_tokens", 0)
+        else:
+            # Some servers (llama.cpp) send no usage when streaming: they stream one token
+            # per chunk, so the chunks count the completion; the prompt stays unknown.
+            prompt, completion = None, text_chunks
         return {
             "messages": [reply],
-            "prompt_tokens": state["prompt_tokens"] + usage.get("input_tokens", 0),
-            "completion_tokens": state["completion_tokens"] + usage.get("output_tokens", 0),
+            "prompt_tokens": prompt,
+            "completion_tokens": state["completion_tokens"] + completion,
             "finish_reason": _finish_reason(reply) or "stop",
         }
 
