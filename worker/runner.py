@@ -236,7 +236,7 @@ def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
         _fail(job, writer, hooks, "time_limit_exceeded", f"The job ran past its {limit} s limit.")
     except Exception as exc:
         error = model_error(exc, job.model)
-        if error.code == "model_error":
+        if error.code == "internal_error":
             log.exception("job %s failed", job.id)
         _fail(job, writer, hooks, error.code, error.message)
     else:

@@ -56,4 +56,4 @@ def model_error(exc: BaseException, model: str) -> ModelError:
         return ModelError("model_bad_response", "The model server sent a malformed response.")
     if isinstance(exc, ollama.ResponseError | openai.APIStatusError):
         return ModelError("model_error", f"The model server answered with an error: {exc}"[:300])
-    return ModelError("model_error", f"The model call failed ({exc.__class__.__name__}).")
+    return ModelError("internal_error", "The job failed unexpectedly; the worker log has details.")
