@@ -238,6 +238,8 @@ class Config:
             raise RuntimeError("BCRYPT_ROUNDS must be between 4 and 31")
         if self.MAX_CONTENT_LENGTH <= 0:
             raise RuntimeError("MAX_CONTENT_LENGTH must be positive")
+        if self.COMPLEXITY_THRESHOLD < 1:
+            raise RuntimeError("COMPLEXITY_THRESHOLD must be a positive number of characters")
         if self.LLM_PROVIDER not in ("ollama", "openai"):
             raise RuntimeError("LLM_PROVIDER must be 'ollama' or 'openai'")
         if self.BROKER_VISIBILITY_TIMEOUT <= self.JOB_TIME_LIMIT:

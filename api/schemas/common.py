@@ -33,6 +33,36 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     )
 
 
+class StrictBoolean(ma.fields.Boolean):
+    """Only JSON true or false: "yes", 1 or "true" are errors, not guesses."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictInteger(ma.fields.Integer):
+    """Only JSON integers: "5" and 1.5 are errors, not conversions."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool | str):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictFloat(ma.fields.Float):
+    """Only JSON numbers: "0.5" is an error, not a conversion."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool | str):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class TrimmedString(ma.fields.String):
     """A string with surrounding whitespace removed before it is validated."""
 

@@ -5,7 +5,15 @@ from flask import current_app, url_for
 from marshmallow import validate
 
 from api.models import JOB_STATUSES
-from api.schemas.common import PaginationQuerySchema, StrictSchema, TrimmedString, page_schema
+from api.schemas.common import (
+    PaginationQuerySchema,
+    StrictBoolean,
+    StrictFloat,
+    StrictInteger,
+    StrictSchema,
+    TrimmedString,
+    page_schema,
+)
 
 
 def _message_fits(value: str) -> None:
@@ -34,11 +42,11 @@ class JobCreateSchema(StrictSchema):
         validate=validate.Length(min=1, max=200),
         metadata={"description": "auto (default), light, heavy, or a configured model name"},
     )
-    tools = ma.fields.Boolean(
+    tools = StrictBoolean(
         load_default=True, metadata={"description": "Let the agent use web search"}
     )
-    max_tokens = ma.fields.Integer(validate=[validate.Range(min=1), _max_tokens_fits])
-    temperature = ma.fields.Float(validate=validate.Range(min=0, max=2))
+    max_tokens = StrictInteger(validate=[validate.Range(min=1), _max_tokens_fits])
+    temperature = StrictFloat(validate=validate.Range(min=0, max=2))
 
 
 class JobQuerySchema(PaginationQuerySchema):

@@ -5,7 +5,13 @@ from marshmallow import validate
 
 from api.models import ROLES
 from api.schemas.auth import PASSWORD_FIELD_MAX
-from api.schemas.common import PaginationQuerySchema, StrictSchema, page_schema, trimmed_text
+from api.schemas.common import (
+    PaginationQuerySchema,
+    StrictBoolean,
+    StrictSchema,
+    page_schema,
+    trimmed_text,
+)
 
 
 class UserSchema(ma.Schema):
@@ -44,7 +50,7 @@ class AdminUserQuerySchema(PaginationQuerySchema):
 
 class AdminUserUpdateSchema(StrictSchema):
     role = ma.fields.String(validate=validate.OneOf(ROLES))
-    is_active = ma.fields.Boolean()
+    is_active = StrictBoolean()
 
     @ma.validates_schema
     def require_a_change(self, data, **_kwargs):
