@@ -42,25 +42,24 @@ class StrictBoolean(ma.fields.Boolean):
         return value
 
 
-class StrictInteger(ma.fields.Integer):
+class _JsonNumber:
+    """Refuses strings and booleans that marshmallow would otherwise convert to numbers."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool | str):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictInteger(_JsonNumber, ma.fields.Integer):
     """Only JSON integers: "5" and 1.5 are errors, not conversions."""
 
     def __init__(self, **kwargs):
         super().__init__(strict=True, **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool | str):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
-
-class StrictFloat(ma.fields.Float):
+class StrictFloat(_JsonNumber, ma.fields.Float):
     """Only JSON numbers: "0.5" is an error, not a conversion."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool | str):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class TrimmedString(ma.fields.String):
