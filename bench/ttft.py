@@ -50,6 +50,7 @@ REDIS_URL = f"redis://{HOST}:6379/13"
 PREFIX = "gwbench:"
 MODEL = "llama3.2:3b"  # what the gateway's "light" tier is pinned to, and the fake serves
 PROMPT = "Say hello."
+SERVICES = {"postgres", "redis-server"}
 TARGETS = {"added_p50": 10.0, "added_p99": 50.0, "relay_p99": 5.0}
 REQUEST_TIMEOUT = 60.0  # seconds for one whole request, stream included
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -150,9 +151,10 @@ class Stack:
         self.processes.clear()
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) used so far by the live processes of each group."""
+        """CPU seconds (user + system) used so far by each group's live processes, by this
+        client, and by the shared PostgreSQL and Redis servers (which serve other users too)."""
         groups = {process.pid: name for name, process in self.processes.items()}
-        totals = dict.fromkeys(self.processes, 0.0)
+        totals = dict.fromkeys([*self.processes, "postgres+redis"], 0.0)
         ticks = os.sysconf("SC_CLK_TCK")
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -161,8 +163,10 @@ class Stack:
                 raw = Path(entry.path, "stat").read_text()
             except OSError:
                 continue
-            fields = raw.rsplit(")", 1)[1].split()
+            comm, fields = raw.split("(", 1)[1].rsplit(")", 1)[0], raw.rsplit(")", 1)[1].split()
             name = groups.get(int(fields[2]))  # pgrp
+            if name is None and comm in SERVICES:
+                name = "postgres+redis"
             if name is not None:
                 totals[name] += (int(fields[11]) + int(fields[12])) / ticks
         totals["client"] = time.process_time()
@@ -451,7 +455,7 @@ async def run_load(
             remaining -= 1
             try:
                 samples.append(await asyncio.wait_for(one(), REQUEST_TIMEOUT))
-            except (RequestFailed, httpx.HTTPError, TimeoutError, ValueError) as exc:
+            except (RequestFailed, httpx.HTTPError, TimeoutError, KeyError, ValueError) as exc:
                 errors.append(f"{exc.__class__.__name__}: {exc}")
 
     await asyncio.gather(*(loop() for _ in range(concurrency)))
@@ -509,6 +513,16 @@ def stages(samples: list[Sample], timings: dict[str, dict[str, Any]]) -> dict[st
     }
 
 
+def cpu_report(ours: dict[str, float], busy: float, total: float, wall: float) -> dict:
+    """CPU over one run: the machine's, and % of one core per process group; "others" is
+    what ran on the machine besides this stack and the shared PostgreSQL and Redis."""
+    return {
+        "machine_busy_pct_of_all_cores": 100 * busy / total,
+        "pct_of_one_core": {name: 100 * seconds / wall for name, seconds in ours.items()},
+        "others_pct_of_one_core": 100 * (busy - sum(ours.values())) / wall,
+    }
+
+
 # --- one repetition ------------------------------------------------------------------------
 
 
@@ -525,7 +539,6 @@ async def measure(
             ("gateway", lambda: gateway_request(client, base, api_key)),
         ):
             cpu_before, (busy_before, total_before) = stack.cpu_seconds(), machine_cpu()
-            load_before = os.getloadavg()[0]
             started = time.perf_counter()
             samples, errors = await run_load(one, args.requests, args.concurrency)
             wall = time.perf_counter() - started
@@ -539,18 +552,9 @@ async def measure(
                 "error_examples": errors[:5],
                 "tokens_per_request": summary([float(s.tokens) for s in samples]),
                 "wall_s": wall,
-                "cpu": {
-                    # % of one core, averaged over the run; "others" is everything on the
-                    # machine that this benchmark did not start.
-                    "machine_busy_pct_of_all_cores": 100
-                    * machine_busy
-                    / (total_after - total_before),
-                    "by_process_pct_of_one_core": {k: 100 * v / wall for k, v in ours.items()},
-                    "others_pct_of_one_core": 100 * (machine_busy - sum(ours.values())) / wall,
-                    "loadavg_1m_before": load_before,
-                    "loadavg_1m_after": os.getloadavg()[0],
-                },
+                "cpu": cpu_report(ours, machine_busy, total_after - total_before, wall),
             }
+            entry["cpu"]["loadavg_1m"] = os.getloadavg()[0]
             if path == "gateway":
                 relay = [ms for s in samples for ms in s.relay_ms]
                 live = [ms for s in samples for ms in s.relay_ms[s.backlog_tokens :]]
@@ -577,9 +581,10 @@ async def warm_up(fake_url: str, base: str, api_key: str, args: argparse.Namespa
             try:
                 await asyncio.wait_for(gateway_request(client, base, api_key), 30)
                 break
-            except (RequestFailed, httpx.HTTPError, TimeoutError) as exc:
+            except (RequestFailed, httpx.HTTPError, TimeoutError, KeyError, ValueError) as exc:
                 if time.monotonic() > deadline:
                     raise StackError(f"no job completed within 90 s: {exc}") from exc
+                await asyncio.sleep(0.5)
         for one in (
             lambda: direct_request(client, fake_url),
             lambda: gateway_request(client, base, api_key),
@@ -635,13 +640,14 @@ def print_table(final: dict[str, Any], config: dict[str, Any]) -> None:
     print("\ngateway stages (ms)            p50      p99")
     for name, stats in gateway["stages_ms"].items():
         print(f"  {name:<28}{stats['p50']:>7.1f}{stats['p99']:>9.1f}")
-    cpu = gateway["cpu"]
-    by_process = ", ".join(f"{k} {v:.0f}%" for k, v in cpu["by_process_pct_of_one_core"].items())
-    print(
-        f"\nduring (b): machine {cpu['machine_busy_pct_of_all_cores']:.0f}% busy "
-        f"(all cores); % of one core: {by_process}; other processes "
-        f"{cpu['others_pct_of_one_core']:.0f}%; load average {cpu['loadavg_1m_after']:.2f}"
-    )
+    print("\nCPU, % of one core (machine: % of all cores)")
+    for label, cpu in (("during (a)", direct["cpu"]), ("during (b)", gateway["cpu"])):
+        groups = ", ".join(f"{k} {v:.0f}" for k, v in cpu["pct_of_one_core"].items())
+        print(
+            f"  {label}: machine {cpu['machine_busy_pct_of_all_cores']:.0f}% busy; {groups}; "
+            f"other processes {cpu['others_pct_of_one_core']:.0f}; "
+            f"load average {cpu['loadavg_1m']:.2f}"
+        )
     print(
         f"errors: direct {direct['errors']}, gateway {gateway['errors']} (summed over runs: "
         f"{config['errors_total']})"
