@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -252,3 +254,12 @@ def test_database_urls_are_pinned_to_psycopg2():
     config = DevelopmentConfig()
 
     assert make_url(config.SQLALCHEMY_DATABASE_URI).drivername == "postgresql+psycopg2"
+
+
+def test_every_setting_is_documented_in_env_example():
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "config" / "settings.py").read_text()
+    names = set(re.findall(r'env_(?:str|int|float)\(\s*"([A-Z0-9_]+)"', source))
+    documented = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (root / ".env.example").read_text(), re.M))
+    assert names, "no settings found: the pattern no longer matches config/settings.py"
+    assert sorted(names - documented) == []
