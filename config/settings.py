@@ -114,8 +114,9 @@ class Config:
         # A running job holds a lock renewed by its worker; when the worker dies the lock
         # lapses after this many seconds and a redelivered copy may take over.
         self.JOB_LOCK_TTL = env_int("JOB_LOCK_TTL", 30)
-        self.CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or self.REDIS_URL
-        self.CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or self.REDIS_URL
+        # Empty means REDIS_URL (resolved after the subclass overrides, see below).
+        self.CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+        self.CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "")
         self.WORKER_CONCURRENCY_LIGHT = env_int("WORKER_CONCURRENCY_LIGHT", 4)
         self.WORKER_CONCURRENCY_HEAVY = env_int("WORKER_CONCURRENCY_HEAVY", 2)
 
@@ -150,6 +151,8 @@ class Config:
         """Hook for subclasses that change defaults before extension settings derive."""
 
     def derive_extension_settings(self) -> None:
+        self.CELERY_BROKER_URL = self.CELERY_BROKER_URL or self.REDIS_URL
+        self.CELERY_RESULT_BACKEND = self.CELERY_RESULT_BACKEND or self.REDIS_URL
         # Flask extensions read these names; they derive from the gateway's own variables.
         self.SQLALCHEMY_DATABASE_URI = sqlalchemy_url(self.DATABASE_URL)
         self.SQLALCHEMY_ENGINE_OPTIONS = {

@@ -93,8 +93,13 @@ def migrated_database(test_config: TestingConfig) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_client(test_config: TestingConfig) -> redis.Redis:
-    return redis.Redis.from_url(test_config.REDIS_URL, decode_responses=True)
+def redis_client(test_config: TestingConfig) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(test_config.REDIS_URL, decode_responses=True)
+    yield client
+    # The run's keys go with it, as its database does.
+    keys = list(client.scan_iter(match=test_config.REDIS_KEY_PREFIX + "*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def clean_state(app, redis_client: redis.Redis) -> None:

@@ -174,6 +174,8 @@ def test_cancel_queued_job_never_runs(alice_http, fake_ollama):
     waiting = submit(alice_http, {"message": marker, "model": "heavy"})
     assert waiting["tier"] == "heavy"
     assert alice_http.job(waiting["id"])["status"] == "queued"
+    # The probe used by the "nothing enqueued" checks sees a real queued message.
+    assert queued_messages() == {"light": 0, "heavy": 1}
 
     response = alice_http.delete(f"/api/jobs/{waiting['id']}")
     assert response.status_code == 202, response.text
