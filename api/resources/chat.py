@@ -1,48 +1,15 @@
 from __future__ import annotations
 
-import time
-
-from flask import current_app
 from flask_smorest import Blueprint
 
 from api import sse
-from api.extensions import db, redis_store
 from api.resources.jobs import job_request
 from api.schemas.jobs import ChatResponseSchema, JobCreateSchema
 from api.security import auth_required, current_identity
 from api.services import jobs
-from api.services.errors import ServiceError
-from api.streams import read_events
+from api.services.errors import GenerationFailed
 
 blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Chat")
-
-
-class AnswerTimeout(ServiceError):
-    status = 504
-    code = "answer_timeout"
-
-
-class GenerationFailed(ServiceError):
-    status = 502
-    code = "generation_failed"
-
-
-def wait_until_ended(job) -> None:
-    """Follow the job's stream until its terminal event, or 504 past CHAT_WAIT_SECONDS."""
-    config = current_app.config
-    deadline = time.monotonic() + config["CHAT_WAIT_SECONDS"]
-    db.session.close()  # no connection held while waiting
-    events = read_events(redis_store.client, config["REDIS_KEY_PREFIX"], str(job.id), block_ms=1000)
-    for event in events:
-        if event is not None and event.is_terminal:
-            return
-        if time.monotonic() >= deadline:
-            raise AnswerTimeout(
-                "No answer within the wait; the job goes on: poll or follow it.",
-                details={"job_id": str(job.id), "links": {"self": f"/api/jobs/{job.id}"}},
-            )
-        if event is None and jobs.get(job.user_id, job.id).is_terminal:
-            return  # ended without a stream (e.g. it could not be enqueued)
 
 
 @blp.route("/", methods=["POST"])
@@ -56,7 +23,7 @@ def chat(payload):
     identity = current_identity()
     job, _created = jobs.submit(identity, job_request(payload))
     if not job.is_terminal:
-        wait_until_ended(job)
+        jobs.wait_until_ended(job)
     job = jobs.get(identity.user_id, job.id)
     if job.status != "succeeded":
         raise GenerationFailed(

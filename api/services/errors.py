@@ -54,3 +54,18 @@ class InvalidInput(ServiceError):
 
     status = 422
     code = "validation_error"
+
+
+class GenerationFailed(ServiceError):
+    status = 502
+    code = "generation_failed"
+
+
+class AnswerTimeout(ServiceError):
+    status = 504
+    code = "answer_timeout"
+
+
+class QueueUnavailable(ServiceError):
+    status = 503
+    code = "queue_unavailable"

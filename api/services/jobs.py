@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,15 +21,10 @@ from api.repositories import messages as messages_repo
 from api.repositories.pagination import Page
 from api.security import Identity
 from api.services import conversations, routing
-from api.services.errors import Conflict, NotFound, ServiceError
-from api.streams import EventWriter, cancel_key
+from api.services.errors import AnswerTimeout, Conflict, NotFound, QueueUnavailable
+from api.streams import EventWriter, cancel_key, read_events
 
 log = logging.getLogger(__name__)
-
-
-class QueueUnavailable(ServiceError):
-    status = 503
-    code = "queue_unavailable"
 
 
 @dataclass(frozen=True)
@@ -151,3 +147,21 @@ def cancel(user_id: uuid.UUID, job_id: uuid.UUID) -> Job:
         event_writer(job.id).emit("cancelled", {"job_id": str(job.id), "partial": False})
     db.session.refresh(job)
     return job
+
+
+def wait_until_ended(job: Job) -> None:
+    """Follow the job's stream until its terminal event; 504 past CHAT_WAIT_SECONDS."""
+    config = current_app.config
+    deadline = time.monotonic() + config["CHAT_WAIT_SECONDS"]
+    db.session.close()  # no connection held while waiting
+    events = read_events(redis_store.client, config["REDIS_KEY_PREFIX"], str(job.id), block_ms=1000)
+    for event in events:
+        if event is not None and event.is_terminal:
+            return
+        if time.monotonic() >= deadline:
+            raise AnswerTimeout(
+                "No answer within the wait; the job goes on: poll or follow it.",
+                details={"job_id": str(job.id), "links": {"self": f"/api/jobs/{job.id}"}},
+            )
+        if event is None and get(job.user_id, job.id).is_terminal:
+            return  # ended without a stream (e.g. it could not be enqueued)
