@@ -1,4 +1,4 @@
-"""Operator commands: `flask create-admin EMAIL`, `flask ensure-database`."""
+"""Operator commands: create-admin, ensure-database, usage-cleanup."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import create_engine, make_url, text
 
 from api.schemas.auth import RegisterSchema
-from api.services import accounts, admin_users
+from api.services import accounts, admin_users, usage
 from api.services.errors import ServiceError
 
 
@@ -61,6 +61,15 @@ def ensure_database() -> None:
         maintenance.dispose()
 
 
+@click.command("usage-cleanup")
+@with_appcontext
+@click.option("--days", type=click.IntRange(min=0), default=None, help="Keep this many days.")
+def usage_cleanup(days: int | None) -> None:
+    """Delete usage records older than USAGE_RETENTION_DAYS (or --days)."""
+    click.echo(f"Deleted {usage.cleanup(days)} usage records")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(ensure_database)
+    app.cli.add_command(usage_cleanup)

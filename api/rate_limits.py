@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
 
 from api.extensions import limiter
-from api.security import current_identity
 
 
 def _email_in_body() -> str:
@@ -24,7 +23,30 @@ def _failed_credentials(response) -> bool:
 
 
 def _current_user_key() -> str:
-    return f"user:{current_identity().user_id}"
+    return f"user:{g.identity.user_id}"
+
+
+def _identity_key() -> str:
+    """Each API key has its own budget; a user's JWT sessions share theirs."""
+    identity = g.identity
+    if identity.api_key_id is not None:
+        return f"key:{identity.api_key_id}"
+    return f"user:{identity.user_id}"
+
+
+def _identity_limit() -> str:
+    user, config = g.identity.user, current_app.config
+    per_minute = user.rate_limit_per_minute or (
+        config["RATE_LIMIT_ADMIN_PER_MINUTE"]
+        if user.is_admin
+        else config["RATE_LIMIT_USER_PER_MINUTE"]
+    )
+    return f"{per_minute}/minute"
+
+
+# Every authenticated endpoint draws on one budget per identity (applied by auth_required,
+# after authentication, so the limit follows the caller's role and override).
+per_identity = limiter.shared_limit(_identity_limit, scope="identity", key_func=_identity_key)
 
 
 login_per_ip = limiter.limit(

@@ -135,6 +135,17 @@ class Config:
         self.SEARCH_MAX_RESULTS = env_int("SEARCH_MAX_RESULTS", 5)
         self.SEARCH_CACHE_TTL = env_int("SEARCH_CACHE_TTL", 600)
 
+        # --- quotas ---------------------------------------------------------------------
+        # Requests per minute per identity (a user, or one API key), by role; an admin can
+        # set a per-user override.
+        self.RATE_LIMIT_USER_PER_MINUTE = env_int("RATE_LIMIT_USER_PER_MINUTE", 120)
+        self.RATE_LIMIT_ADMIN_PER_MINUTE = env_int("RATE_LIMIT_ADMIN_PER_MINUTE", 1200)
+        # Queued + running jobs a user may have at once (0: no cap).
+        self.MAX_JOBS_IN_FLIGHT = env_int("MAX_JOBS_IN_FLIGHT", 10)
+        # Prompt + completion tokens a user may use per UTC day (0: no quota).
+        self.DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0)
+        self.USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90)
+
         # --- HTTP and logs -----------------------------------------------------------
         self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -46,6 +46,10 @@ for _name, _value in {
     "SSE_HEARTBEAT_SECONDS": "1",
     "SEARCH_BACKEND": "tests.fakes.search:StaticBackend",
     "SEARCH_TIMEOUT": "2",
+    # Generous, so only the tests about limits meet them (those set their own).
+    "RATE_LIMIT_USER_PER_MINUTE": "100000",
+    "RATE_LIMIT_ADMIN_PER_MINUTE": "100000",
+    "MAX_JOBS_IN_FLIGHT": "100",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -54,7 +58,7 @@ from api.extensions import db
 from config.settings import TestingConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ["jobs", "messages", "conversations", "api_keys", "users"]
+TABLES = ["usage_records", "jobs", "messages", "conversations", "api_keys", "users"]
 PASSWORD = "correct horse battery"
 
 

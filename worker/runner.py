@@ -18,6 +18,7 @@ from api.models import Conversation, Job, Message
 from api.models.base import utcnow
 from api.repositories import jobs as jobs_repo
 from api.repositories import messages as messages_repo
+from api.services import usage
 from api.streams import EventWriter, cancel_key
 from worker import providers
 from worker.agent.errors import JobCancelled, JobTimedOut, model_error
@@ -135,6 +136,7 @@ def _finish(job: Job, status: str, hooks: JobHooks | None, **fields: Any) -> Non
         job.output = hooks.text or None
     for name, value in fields.items():
         setattr(job, name, value)
+    usage.record_job(job)
     db.session.commit()
 
 

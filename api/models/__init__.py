@@ -4,6 +4,7 @@ from api.models.api_key import ApiKey
 from api.models.conversation import Conversation
 from api.models.job import JOB_STATUSES, TERMINAL_STATUSES, TIERS, Job
 from api.models.message import MESSAGE_ROLES, Message
+from api.models.usage import UsageRecord
 from api.models.user import ROLES, User
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "Conversation",
     "Job",
     "Message",
+    "UsageRecord",
     "User",
 ]

@@ -66,3 +66,10 @@ def claim(job_id: uuid.UUID, when: datetime) -> int | None:
     )
     row = result.first()
     return row[0] if row else None
+
+
+def count_in_flight(user_id: uuid.UUID) -> int:
+    query = select(func.count()).where(
+        Job.user_id == user_id, Job.status.in_(("queued", "running"))
+    )
+    return db.session.scalar(query) or 0

@@ -8,6 +8,7 @@ from api.schemas.auth import PASSWORD_FIELD_MAX
 from api.schemas.common import (
     PaginationQuerySchema,
     StrictBoolean,
+    StrictInteger,
     StrictSchema,
     page_schema,
     trimmed_text,
@@ -20,6 +21,11 @@ class UserSchema(ma.Schema):
     name = ma.fields.String(dump_only=True)
     role = ma.fields.String(dump_only=True)
     is_active = ma.fields.Boolean(dump_only=True)
+    rate_limit_per_minute = ma.fields.Integer(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Override of the role's per-minute limit (null: default)"},
+    )
     created_at = ma.fields.DateTime(dump_only=True)
     updated_at = ma.fields.DateTime(dump_only=True)
 
@@ -51,11 +57,18 @@ class AdminUserQuerySchema(PaginationQuerySchema):
 class AdminUserUpdateSchema(StrictSchema):
     role = ma.fields.String(validate=validate.OneOf(ROLES))
     is_active = StrictBoolean()
+    rate_limit_per_minute = StrictInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=1_000_000),
+        metadata={"description": "Requests per minute for this user; null restores the default"},
+    )
 
     @ma.validates_schema
     def require_a_change(self, data, **_kwargs):
         if not data:
-            raise ma.ValidationError("Send at least one of: role, is_active.", "_schema")
+            raise ma.ValidationError(
+                "Send at least one of: role, is_active, rate_limit_per_minute.", "_schema"
+            )
 
 
 UserPageSchema = page_schema(UserSchema, "UserPage")

@@ -41,6 +41,10 @@ def authenticate_request() -> Identity:
 
 
 def _guard(view: Callable, *, admin: bool) -> Callable:
+    from api.rate_limits import per_identity  # the limits need the identity set here
+
+    limited = per_identity(view)
+
     @wraps(view)
     def wrapper(*args, **kwargs):
         identity = authenticate_request()
@@ -48,7 +52,7 @@ def _guard(view: Callable, *, admin: bool) -> Callable:
         user_id_var.set(str(identity.user_id))
         if admin and not identity.is_admin:
             raise Forbidden("This endpoint requires the admin role.")
-        return view(*args, **kwargs)
+        return limited(*args, **kwargs)
 
     # Put it outermost, above @blp.arguments, so a stranger gets 401 before any 422.
     return Blueprint.doc(security=SECURITY)(wrapper)

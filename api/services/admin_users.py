@@ -16,8 +16,16 @@ def list_page(page: int, page_size: int, **filters) -> Page:
     return users_repo.list_page(page, page_size, **filters)
 
 
+UNSET = object()
+
+
 def update(
-    admin: User, user_id: uuid.UUID, *, role: str | None = None, is_active: bool | None = None
+    admin: User,
+    user_id: uuid.UUID,
+    *,
+    role: str | None = None,
+    is_active: bool | None = None,
+    rate_limit_per_minute: int | object | None = UNSET,
 ) -> User:
     user = users_repo.get(user_id)
     if user is None:
@@ -35,6 +43,8 @@ def update(
             setattr(user, name, value)
         # Tokens carry the role; old ones must not keep the old role or outlive deactivation.
         user.token_version += 1
+    if rate_limit_per_minute is not UNSET:
+        user.rate_limit_per_minute = rate_limit_per_minute
     db.session.commit()
     return user
 

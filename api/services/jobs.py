@@ -20,7 +20,7 @@ from api.repositories import jobs as jobs_repo
 from api.repositories import messages as messages_repo
 from api.repositories.pagination import Page
 from api.security import Identity
-from api.services import conversations, routing
+from api.services import conversations, routing, usage
 from api.services.errors import AnswerTimeout, Conflict, NotFound, QueueUnavailable
 from api.streams import EventWriter, cancel_key, read_events
 
@@ -64,6 +64,7 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         history = conversations.context(conversation.id, current_app.config["CONTEXT_BUDGET_CHARS"])
     # Routing may refuse the model (422) before anything is written.
     decision = routing.choose(request.model, request.message, history)
+    usage.check_submission_allowed(user_id)
 
     if conversation is None:
         conversation = conversations_repo.add(
@@ -118,6 +119,7 @@ def _finish_without_running(job: Job, status: str, code: str | None, message: st
     job.status = status
     job.error_code, job.error_message = code, message
     job.finished_at = utcnow()
+    usage.record_job(job)
     db.session.commit()
 
 
@@ -143,6 +145,8 @@ def cancel(user_id: uuid.UUID, job_id: uuid.UUID) -> Job:
         cancel_key(config["REDIS_KEY_PREFIX"], str(job.id)), "1", ex=config["JOB_TIME_LIMIT"] * 2
     )
     if jobs_repo.cancel_if_queued(job.id, utcnow()):
+        db.session.refresh(job)
+        usage.record_job(job)
         db.session.commit()
         event_writer(job.id).emit("cancelled", {"job_id": str(job.id), "partial": False})
     db.session.refresh(job)

@@ -105,7 +105,16 @@ def test_user_listing_exposes_no_secrets(client, admin, alice):
     response = client.get(USERS, headers=admin.headers)
 
     item = next(i for i in response.get_json()["items"] if i["email"] == "alice@example.com")
-    assert set(item) == {"id", "email", "name", "role", "is_active", "created_at", "updated_at"}
+    assert set(item) == {
+        "id",
+        "email",
+        "name",
+        "role",
+        "is_active",
+        "rate_limit_per_minute",
+        "created_at",
+        "updated_at",
+    }
     assert "password" not in response.get_data(as_text=True)
     assert "$2b$" not in response.get_data(as_text=True)
 

@@ -1,0 +1,86 @@
+"""The usage log (one row per finished job) and the limits computed from it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from api.extensions import db
+from api.models import Job, UsageRecord, User
+from api.models.base import utcnow
+from api.repositories import jobs as jobs_repo
+from api.repositories import usage as usage_repo
+from api.services.errors import ServiceError
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+    code = "rate_limited"
+
+
+def _ms(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds() * 1000, 1) if start and end else None
+
+
+def record_job(job: Job, *, cached: bool = False) -> None:
+    """Add the usage row of a job that has just ended (the caller commits)."""
+    usage_repo.add(
+        UsageRecord(
+            job_id=job.id,
+            user_id=job.user_id,
+            api_key_id=job.api_key_id,
+            model=job.model,
+            tier=job.tier,
+            status=job.status,
+            prompt_tokens=job.prompt_tokens or 0,
+            completion_tokens=job.completion_tokens or 0,
+            queue_wait_ms=_ms(job.created_at, job.started_at),
+            ttft_ms=_ms(job.started_at, job.first_token_at),
+            duration_ms=_ms(job.started_at, job.finished_at),
+            cached=cached,
+        )
+    )
+
+
+def check_submission_allowed(user_id: uuid.UUID) -> None:
+    """429 when the user has too many jobs in flight or has used up today's tokens.
+
+    Locks the user's row until the submission commits, so concurrent submissions of one
+    user are counted one after the other and the cap is exact.
+    """
+    config = current_app.config
+    cap = config["MAX_JOBS_IN_FLIGHT"]
+    if cap:
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        in_flight = jobs_repo.count_in_flight(user_id)
+        if in_flight >= cap:
+            raise TooManyRequests(
+                f"You have {in_flight} jobs queued or running (the limit is {cap}); "
+                "wait for one to finish.",
+                code="too_many_jobs_in_flight",
+                details={"in_flight": in_flight, "limit": cap},
+                headers={"Retry-After": "5"},
+            )
+    quota = config["DAILY_TOKEN_QUOTA"]
+    if quota:
+        midnight = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
+        used = usage_repo.tokens_since(user_id, midnight)
+        if used >= quota:
+            reset_in = int((midnight + timedelta(days=1) - utcnow()).total_seconds()) + 1
+            raise TooManyRequests(
+                f"Today's token quota ({quota}) is used up; it resets at 00:00 UTC.",
+                code="daily_token_quota_exceeded",
+                details={"used": used, "quota": quota},
+                headers={"Retry-After": str(reset_in)},
+            )
+
+
+def cleanup(days: int | None = None) -> int:
+    """Delete usage rows older than `days` (default USAGE_RETENTION_DAYS); how many."""
+    days = current_app.config["USAGE_RETENTION_DAYS"] if days is None else days
+    deleted = usage_repo.delete_before(utcnow() - timedelta(days=days))
+    db.session.commit()
+    return deleted
