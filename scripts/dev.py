@@ -8,6 +8,7 @@ which the workers then reach as an OpenAI-compatible server.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import urllib.request
@@ -54,10 +55,21 @@ def choose_model_server(env: dict[str, str]) -> list[str]:
     return [*processes, "llm"]
 
 
+def flower_auth(env: dict[str, str]) -> None:
+    """Flower never runs open: without FLOWER_BASIC_AUTH a password is made for this run."""
+    if not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"] = f"flower:{secrets.token_urlsafe(12)}"
+        print(
+            f"Flower at http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}/ — user flower, "
+            f"password {env['FLOWER_BASIC_AUTH'].split(':', 1)[1]} (set FLOWER_BASIC_AUTH)"
+        )
+
+
 def main() -> None:
     load_dotenv()
     env = dict(os.environ)
-    processes = choose_model_server(env)
+    processes = [*choose_model_server(env), "flower"]
+    flower_auth(env)
     flask = [str(BIN / "flask"), "--app", "api"]
     subprocess.run([*flask, "ensure-database"], cwd=ROOT, env=env, check=True)
     subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True)

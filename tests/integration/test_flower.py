@@ -1,0 +1,81 @@
+"""Flower, started against the test broker, sees both queues' workers and finished tasks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, free_port
+from tests.integration.conftest import wait_for_status
+
+AUTH = ("ops", "flower-test-password")
+
+
+@pytest.fixture
+def flower(workers, tmp_path):
+    port = free_port()
+    log = (tmp_path / "flower.log").open("wb")
+    env = {**os.environ, "APP_ENV": "testing", "FLOWER_BASIC_AUTH": ":".join(AUTH)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "flower",
+            "--address=127.0.0.1",
+            f"--port={port}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                requests.get(f"{url}/healthcheck", timeout=1)
+                break
+            except requests.RequestException:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "flower.log").read_text()) from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_flower_shows_both_workers_and_a_finished_task(flower, alice_http, workers):
+    assert requests.get(f"{flower}/api/workers", timeout=10).status_code == 401
+
+    job = alice_http.post("/api/jobs", json={"message": "hello flower"}).json()
+    done = wait_for_status(lambda: alice_http.job(job["id"]), {"succeeded", "failed"})
+    assert done["status"] == "succeeded"
+
+    names: set[str] = set()
+    tasks: dict = {}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        names = set(requests.get(f"{flower}/api/workers?refresh=1", auth=AUTH, timeout=15).json())
+        tasks = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=10).json()
+        finished = [
+            t
+            for t in tasks.values()
+            if t.get("name") == "gateway.jobs.run_light"
+            and job["id"] in (t.get("args") or "")
+            and t.get("state") == "SUCCESS"
+        ]
+        if {workers.light.hostname, workers.heavy.hostname} <= names and finished:
+            break
+        time.sleep(0.5)
+    assert {workers.light.hostname, workers.heavy.hostname} <= names, names
+    assert finished, tasks
