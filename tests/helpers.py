@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import requests
+
 ERROR_FIELDS = {"code", "message", "request_id", "details"}
 
 
@@ -32,3 +34,16 @@ def assert_unauthorized(response, code: str | None = None) -> dict:
 
 def field_messages(error: dict, field: str) -> list[str]:
     return error["details"]["json"][field]
+
+
+def register_over_http(base: str, email: str, password: str) -> dict:
+    """Register and log in on a running server: {"id", "access_token", "refresh_token", …}."""
+    created = requests.post(
+        f"{base}/api/auth/register", json={"email": email, "password": password}, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    login = requests.post(
+        f"{base}/api/auth/login", json={"email": email, "password": password}, timeout=10
+    )
+    assert login.status_code == 200, login.text
+    return {"id": created.json()["id"], **login.json()}

@@ -22,7 +22,7 @@ from api.extensions import db
 from api.models import Conversation, Job, UsageRecord
 from config.settings import TestingConfig
 from tests.conftest import PASSWORD, start_gunicorn, stop_gunicorn
-from tests.helpers import bearer, error_of
+from tests.helpers import bearer, error_of, register_over_http
 
 ME = "/api/user/me"
 CONVERSATIONS = "/api/conversations/"
@@ -502,16 +502,8 @@ def test_usage_cleanup_refuses_negative_days(monkeypatch, app, alice):
 # --- the limits are exact across server processes ----------------------------------------
 
 
-def register_over_http(base: str, email: str) -> dict[str, str]:
-    created = requests.post(
-        f"{base}/api/auth/register", json={"email": email, "password": PASSWORD}, timeout=10
-    )
-    assert created.status_code == 201, created.text
-    login = requests.post(
-        f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=10
-    )
-    assert login.status_code == 200, login.text
-    return bearer(login.json()["access_token"])
+def bearer_over_http(base: str, email: str) -> dict[str, str]:
+    return bearer(register_over_http(base, email, PASSWORD)["access_token"])
 
 
 @pytest.mark.live
@@ -522,7 +514,7 @@ def test_the_limit_is_exact_across_four_gunicorn_workers(app, tmp_path):
     )
     try:
         base = server.url
-        headers = register_over_http(base, "racer@example.com")
+        headers = bearer_over_http(base, "racer@example.com")
 
         def get_me() -> requests.Response:
             return requests.get(f"{base}{ME}", headers=headers, timeout=30)
@@ -558,7 +550,7 @@ def test_the_in_flight_cap_is_exact_under_concurrent_submissions(app, tmp_path):
         tmp_path / "g.log", env_overrides={"MAX_JOBS_IN_FLIGHT": str(cap)}, workers=4
     )
     try:
-        headers = register_over_http(server.url, "burst@example.com")
+        headers = bearer_over_http(server.url, "burst@example.com")
 
         def submit_one(n: int) -> requests.Response:
             return requests.post(

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD, ROOT, free_port
+from tests.helpers import register_over_http
 from tests.integration.conftest import sse_events, text_of
 
 pytestmark = pytest.mark.real_llm
@@ -90,16 +91,7 @@ def dev_stack(migrated_database, tmp_path_factory) -> Iterator[DevStack]:
 
 def test_a_prompt_reaches_the_real_model_and_its_tokens_stream_back(dev_stack, app):
     base = dev_stack.url
-    email = "real@example.com"
-    assert (
-        requests.post(
-            f"{base}/api/auth/register", json={"email": email, "password": PASSWORD}, timeout=10
-        ).status_code
-        == 201
-    )
-    token = requests.post(
-        f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=10
-    ).json()["access_token"]
+    token = register_over_http(base, "real@example.com", PASSWORD)["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
 
     for model in ("light", "heavy"):  # SmolLM2 answers under both tier names

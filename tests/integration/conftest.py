@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import PASSWORD, ROOT
 from tests.fakes.ollama import FakeOllama
+from tests.helpers import register_over_http
 
 TERMINAL = {"done", "error", "cancelled"}
 
@@ -244,15 +245,8 @@ class Client:
 
 
 def _client(base: str, email: str) -> Client:
-    password = "correct horse battery"
-    created = requests.post(
-        f"{base}/api/auth/register", json={"email": email, "password": password}, timeout=10
-    )
-    assert created.status_code == 201, created.text
-    key = requests.post(
-        f"{base}/api/auth/login", json={"email": email, "password": password}, timeout=10
-    ).json()["access_token"]
-    return Client(base, {"Authorization": f"Bearer {key}"}, created.json()["id"])
+    account = register_over_http(base, email, PASSWORD)
+    return Client(base, {"Authorization": f"Bearer {account['access_token']}"}, account["id"])
 
 
 @pytest.fixture

@@ -11,18 +11,11 @@ import uuid
 import requests
 
 from tests.conftest import PASSWORD, ROOT, start_gunicorn, stop_gunicorn
+from tests.helpers import register_over_http
 
 
 def _register_and_login(base: str, email: str) -> dict:
-    created = requests.post(
-        f"{base}/api/auth/register", json={"email": email, "password": PASSWORD}, timeout=10
-    )
-    assert created.status_code == 201, created.text
-    login = requests.post(
-        f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=10
-    )
-    assert login.status_code == 200, login.text
-    return {"id": created.json()["id"], **login.json()}
+    return register_over_http(base, email, PASSWORD)
 
 
 def _bearer(token: str) -> dict:
