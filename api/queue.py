@@ -11,7 +11,6 @@ import uuid
 from celery import Celery, Task
 from flask import Flask, current_app, g, has_request_context
 
-QUEUES = ("light", "heavy")
 TASK_BY_TIER = {"light": "gateway.jobs.run_light", "heavy": "gateway.jobs.run_heavy"}
 
 

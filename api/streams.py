@@ -20,9 +20,6 @@ from typing import Any
 import redis
 
 TERMINAL_EVENTS = frozenset({"done", "error", "cancelled"})
-EVENT_NAMES = frozenset(
-    {"start", "token", "tool_call", "tool_result", "reset", "done", "error", "cancelled"}
-)
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,10 @@ def stream_key(prefix: str, job_id: str) -> str:
 
 def cancel_key(prefix: str, job_id: str) -> str:
     return f"{prefix}job:{job_id}:cancel"
+
+
+def lock_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}job:{job_id}:lock"
 
 
 class EventWriter:

@@ -18,8 +18,8 @@ from api.models import Conversation, Job, Message
 from api.models.base import utcnow
 from api.repositories import jobs as jobs_repo
 from api.repositories import messages as messages_repo
-from api.services import usage
-from api.streams import EventWriter, cancel_key
+from api.services import jobs as jobs_service
+from api.streams import EventWriter, cancel_key, lock_key
 from worker import providers
 from worker.agent.errors import JobCancelled, JobTimedOut, model_error
 from worker.agent.graph import AgentResult, build_agent, run_agent
@@ -129,15 +129,9 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
 
 
 def _finish(job: Job, status: str, hooks: JobHooks | None, **fields: Any) -> None:
-    job.status = status
-    job.finished_at = utcnow()
     if hooks is not None:
-        job.first_token_at = hooks.first_token_at
-        job.output = hooks.text or None
-    for name, value in fields.items():
-        setattr(job, name, value)
-    usage.record_job(job)
-    db.session.commit()
+        fields = {"first_token_at": hooks.first_token_at, "output": hooks.text or None, **fields}
+    jobs_service.finish(job, status, **fields)
 
 
 def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> dict[str, Any]:
@@ -185,7 +179,7 @@ def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
     if job is None or job.is_terminal:
         log.info("job %s skipped: %s", job_id, "unknown" if job is None else job.status)
         return
-    lock = JobLock(client, f"{prefix}job:{job_id}:lock", config["JOB_LOCK_TTL"])
+    lock = JobLock(client, lock_key(prefix, job_id), config["JOB_LOCK_TTL"])
     if not lock.acquire():
         raise JobBusy(job_id)
     try:
@@ -197,19 +191,12 @@ def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
 
 def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
     config = current_app.config
-    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
     attempt = jobs_repo.claim(job.id, utcnow())
     db.session.commit()
     if attempt is None:  # cancelled (or finished) between delivery and claim
         return
     db.session.refresh(job)
-    writer = EventWriter(
-        client,
-        prefix,
-        str(job.id),
-        maxlen=config["STREAM_MAXLEN"],
-        ttl=config["STREAM_TTL_SECONDS"],
-    )
+    writer = jobs_service.event_writer(job.id)
     log.info(
         "job %s attempt %s on queue %s",
         job.id,
@@ -226,7 +213,8 @@ def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
         "start", {"job_id": str(job.id), "model": job.model, "tier": job.tier, "attempt": attempt}
     )
     deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
-    hooks = JobHooks(writer, client, cancel_key(prefix, str(job.id)), deadline)
+    cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
+    hooks = JobHooks(writer, redis_store.client, cancel_flag, deadline)
     try:
         hooks.check(force=True)
         result = generate(job, hooks)

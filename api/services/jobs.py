@@ -110,15 +110,22 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         queue.enqueue_job(job.id, job.tier)
     except Exception as exc:
         log.error("enqueue failed for job %s: %s", job.id, exc.__class__.__name__)
-        _finish_without_running(job, "failed", "queue_unavailable", "The job queue is unavailable.")
+        finish(
+            job,
+            "failed",
+            error_code="queue_unavailable",
+            error_message="The job queue is unavailable.",
+        )
         raise QueueUnavailable("The job queue is unavailable; retry shortly.") from exc
     return job, True
 
 
-def _finish_without_running(job: Job, status: str, code: str | None, message: str | None) -> None:
+def finish(job: Job, status: str, **fields: Any) -> None:
+    """End a job with `status` and its usage row, in one commit (API and worker alike)."""
     job.status = status
-    job.error_code, job.error_message = code, message
     job.finished_at = utcnow()
+    for name, value in fields.items():
+        setattr(job, name, value)
     usage.record_job(job)
     db.session.commit()
 

@@ -66,10 +66,11 @@ def check_submission_allowed(user_id: uuid.UUID) -> None:
             )
     quota = config["DAILY_TOKEN_QUOTA"]
     if quota:
-        midnight = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
+        now = utcnow()
+        midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
         used = usage_repo.tokens_since(user_id, midnight)
         if used >= quota:
-            reset_in = int((midnight + timedelta(days=1) - utcnow()).total_seconds()) + 1
+            reset_in = int((midnight + timedelta(days=1) - now).total_seconds()) + 1
             raise TooManyRequests(
                 f"Today's token quota ({quota}) is used up; it resets at 00:00 UTC.",
                 code="daily_token_quota_exceeded",

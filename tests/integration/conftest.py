@@ -208,29 +208,18 @@ class Client:
     headers: dict[str, str]
     user_id: str
 
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
     def post(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(
-            self.base + path,
-            headers={**self.headers, **kwargs.pop("headers", {})},
-            timeout=30,
-            **kwargs,
-        )
+        return self.request("POST", path, **kwargs)
 
     def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(
-            self.base + path,
-            headers={**self.headers, **kwargs.pop("headers", {})},
-            timeout=30,
-            **kwargs,
-        )
+        return self.request("GET", path, **kwargs)
 
     def delete(self, path: str, **kwargs) -> requests.Response:
-        return requests.delete(
-            self.base + path,
-            headers={**self.headers, **kwargs.pop("headers", {})},
-            timeout=30,
-            **kwargs,
-        )
+        return self.request("DELETE", path, **kwargs)
 
     def events(
         self, job_id: str, *, last_event_id: str | None = None, stop_after: int | None = None
