@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import cli, errors, http_guards, models, openapi, queue, request_log  # noqa: F401
+from api import cli, errors, http_guards, metrics, models, openapi, queue, request_log  # noqa: F401
 from api.extensions import db, limiter, migrate, redis_store
 from api.security import jwt_callbacks
 from config.logging_setup import configure_logging
@@ -28,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     request_log.init_app(app)  # first: every later hook and error has a request id
+    metrics.init_app(app)
     http_guards.init_app(app)
     errors.init_app(app)
 

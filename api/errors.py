@@ -69,6 +69,8 @@ def error_response(
     }
     if details is not None:
         body["details"] = details
+    if has_request_context():
+        g.error_code = body["code"]  # the metrics tell rate limits from quotas by it
     response = jsonify({"error": body})
     response.status_code = status
     for name, value in (headers or {}).items():

@@ -6,7 +6,7 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
 from api.errors import GatewayApi
-from api.resources import admin, auth, chat, conversations, health, jobs, users
+from api.resources import admin, auth, chat, conversations, health, jobs, metrics, users
 
 BLUEPRINTS = [
     health.blp,
@@ -16,6 +16,7 @@ BLUEPRINTS = [
     jobs.blp,
     chat.blp,
     admin.blp,
+    metrics.blp,
 ]
 
 

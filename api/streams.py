@@ -70,6 +70,16 @@ class EventWriter:
             entry_id = self._client.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
         return entry_id if isinstance(entry_id, str) else entry_id.decode()
 
+    def emit_many(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append several events in one round trip (a replayed answer, say)."""
+        pipe = self._client.pipeline(transaction=True)
+        for name, data in events:
+            fields = {"event": name, "data": json.dumps(data, ensure_ascii=False)}
+            pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
+        if events and events[-1][0] in TERMINAL_EVENTS:
+            pipe.expire(self._key, self._ttl)
+        pipe.execute()
+
 
 def _decode(entry_id: Any, fields: dict) -> Event:
     def text(value: Any) -> str:

@@ -146,6 +146,17 @@ class Config:
         self.DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0)
         self.USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90)
 
+        # --- response cache --------------------------------------------------------------
+        # Seconds an answer stays in the cache (0 turns the cache and single flight off).
+        self.CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 3600)
+        # global: identical requests share answers across users; user: only within a user.
+        self.CACHE_SCOPE = env_str("CACHE_SCOPE", "global")
+
+        # --- metrics ----------------------------------------------------------------------
+        # Bearer token a Prometheus scraper sends to /metrics; empty serves it to loopback
+        # and private addresses only.
+        self.METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
         # --- HTTP and logs -----------------------------------------------------------
         self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
@@ -246,6 +257,10 @@ class Config:
             raise RuntimeError(
                 "BROKER_VISIBILITY_TIMEOUT must be above JOB_TIME_LIMIT, or long jobs run twice"
             )
+        if self.CACHE_SCOPE not in ("global", "user"):
+            raise RuntimeError("CACHE_SCOPE must be 'global' or 'user'")
+        if self.CACHE_TTL_SECONDS < 0:
+            raise RuntimeError("CACHE_TTL_SECONDS must be 0 (off) or more")
         if self.JOB_SOFT_TIME_LIMIT > self.JOB_TIME_LIMIT:
             raise RuntimeError("JOB_SOFT_TIME_LIMIT must not exceed JOB_TIME_LIMIT")
 

@@ -128,13 +128,20 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
     return run_agent(graph, _messages(config, job.input["messages"]), max_tool_rounds=rounds)
 
 
-def _finish(job: Job, status: str, hooks: JobHooks | None, **fields: Any) -> None:
+def _finish(
+    job: Job, status: str, hooks: JobHooks | None, event: tuple[str, dict], **fields: Any
+) -> None:
     if hooks is not None:
-        fields = {"first_token_at": hooks.first_token_at, "output": hooks.text or None, **fields}
-    jobs_service.finish(job, status, **fields)
+        fields = {
+            "first_token_at": hooks.first_token_at,
+            "output": hooks.text or None,
+            "chunks": hooks.parts,
+            **fields,
+        }
+    jobs_service.finish(job, status, event=event, **fields)
 
 
-def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> dict[str, Any]:
+def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> None:
     text = hooks.text
     message_id = None
     conversation = (
@@ -154,21 +161,22 @@ def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> dict[str, 
         )
         conversation.updated_at = message.created_at
         message_id = message.id
+    usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+    done = {
+        "message_id": str(message_id) if message_id else None,
+        "usage": usage,
+        "finish_reason": result.finish_reason,
+    }
     _finish(
         job,
         "succeeded",
         hooks,
+        ("done", done),
         finish_reason=result.finish_reason,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         assistant_message_id=message_id,
     )
-    usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
-    return {
-        "message_id": str(message_id) if message_id else None,
-        "usage": usage,
-        "finish_reason": result.finish_reason,
-    }
 
 
 def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
@@ -205,7 +213,7 @@ def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
         extra={"job_id": str(job.id), "queue": queue, "worker": hostname, "tier": job.tier},
     )
     if attempt > config["JOB_MAX_ATTEMPTS"]:
-        _fail(job, writer, None, "too_many_attempts", "The job was interrupted too many times.")
+        _fail(job, None, "too_many_attempts", "The job was interrupted too many times.")
         return
     if attempt > 1:
         writer.emit("reset", {"attempt": attempt, "reason": "the job started over"})
@@ -219,22 +227,22 @@ def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
         hooks.check(force=True)
         result = generate(job, hooks)
     except JobCancelled:
-        _finish(job, "cancelled", hooks)
-        writer.emit("cancelled", {"job_id": str(job.id), "partial": bool(hooks.text)})
+        cancelled = {"job_id": str(job.id), "partial": bool(hooks.text)}
+        _finish(job, "cancelled", hooks, ("cancelled", cancelled))
     except JobTimedOut:
         limit = config["JOB_SOFT_TIME_LIMIT"]
-        _fail(job, writer, hooks, "time_limit_exceeded", f"The job ran past its {limit} s limit.")
+        _fail(job, hooks, "time_limit_exceeded", f"The job ran past its {limit} s limit.")
     except Exception as exc:
         error = model_error(exc, job.model)
         if error.code == "internal_error":
             log.exception("job %s failed", job.id)
-        _fail(job, writer, hooks, error.code, error.message)
+        _fail(job, hooks, error.code, error.message)
     else:
-        writer.emit("done", _record_answer(job, result, hooks))
+        _record_answer(job, result, hooks)
 
 
-def _fail(job: Job, writer: EventWriter, hooks: JobHooks | None, code: str, message: str) -> None:
+def _fail(job: Job, hooks: JobHooks | None, code: str, message: str) -> None:
     db.session.rollback()
-    _finish(job, "failed", hooks, error_code=code, error_message=message)
-    writer.emit("error", {"error": {"code": code, "message": message}})
+    error = ("error", {"error": {"code": code, "message": message}})
+    _finish(job, "failed", hooks, error, error_code=code, error_message=message)
     log.warning("job %s failed: %s", job.id, code)

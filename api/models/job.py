@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,6 +41,7 @@ class Job(db.Model):
         UniqueConstraint("user_id", "idempotency_key", name="uq_jobs_user_idempotency_key"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_leader_job_id", "leader_job_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -72,6 +75,16 @@ class Job(db.Model):
     )
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # The response-cache key of this job's request; None when the cache was bypassed.
+    cache_key: Mapped[str | None] = mapped_column(String(64))
+    # The answer came from the cache or from an identical job generating at the same time.
+    cached: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
+    # Single flight: this job waits for the identical job that is generating its answer.
+    leader_job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = created_at_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_token_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

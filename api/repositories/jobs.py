@@ -73,3 +73,29 @@ def count_in_flight(user_id: uuid.UUID) -> int:
         Job.user_id == user_id, Job.status.in_(("queued", "running"))
     )
     return db.session.scalar(query) or 0
+
+
+def waiting_follower_ids(leader_id: uuid.UUID) -> list[uuid.UUID]:
+    query = select(Job.id).where(Job.leader_job_id == leader_id, Job.status == "queued")
+    return list(db.session.scalars(query.order_by(Job.created_at)))
+
+
+def lock_waiting_follower(job_id: uuid.UUID, leader_id: uuid.UUID) -> Job | None:
+    """The follower, row-locked, if it still waits for `leader_id`; else None."""
+    query = (
+        select(Job)
+        .where(Job.id == job_id, Job.leader_job_id == leader_id, Job.status == "queued")
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalar(query)
+
+
+def count_in_flight_by_tier() -> dict[tuple[str, str], int]:
+    """(tier, status) → jobs queued or running now, across all users."""
+    query = (
+        select(Job.tier, Job.status, func.count())
+        .where(Job.status.in_(("queued", "running")))
+        .group_by(Job.tier, Job.status)
+    )
+    return {(tier, status): count for tier, status, count in db.session.execute(query)}

@@ -5,6 +5,7 @@ import uuid
 import marshmallow as ma
 from flask_smorest import Blueprint
 
+from api.schemas.stats import StatsQuerySchema, StatsSchema
 from api.schemas.users import (
     AdminUserQuerySchema,
     AdminUserUpdateSchema,
@@ -12,7 +13,7 @@ from api.schemas.users import (
     UserSchema,
 )
 from api.security import admin_required, current_identity
-from api.services import admin_users
+from api.services import admin_users, stats
 
 blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Administration")
 
@@ -44,3 +45,17 @@ def update_user(payload, user_id: uuid.UUID):
     loses access at once.
     """
     return admin_users.update(current_identity().user, user_id, **payload)
+
+
+@blp.route("/stats", methods=["GET"])
+@admin_required
+@blp.arguments(StatsQuerySchema, location="query", unknown=ma.RAISE)
+@blp.response(200, StatsSchema)
+def get_stats(query):
+    """Usage per user and per model/tier over a time range, and the top users by tokens
+
+    Drawn from the usage log: `requests` are chat requests that ended, `jobs` those a
+    worker generated, `cache_hits` those answered from the cache; tokens count what the
+    model servers generated.
+    """
+    return stats.report(query.get("from_"), query.get("to"), query["top"])

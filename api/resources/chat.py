@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from api import sse
-from api.resources.jobs import job_request
+from api.resources.jobs import cache_header, job_request
 from api.schemas.jobs import ChatResponseSchema, JobCreateSchema
 from api.security import auth_required, current_identity
 from api.services import jobs
@@ -19,7 +19,11 @@ blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Chat")
 @blp.alt_response(502, description="The model failed; the error carries the job id")
 @blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the job goes on")
 def chat(payload):
-    """Send a message and wait for the answer"""
+    """Send a message and wait for the answer
+
+    A cached answer comes at once (X-Cache: HIT); `Cache-Control: no-cache` asks for a
+    fresh generation.
+    """
     identity = current_identity()
     job, _created = jobs.submit(identity, job_request(payload))
     if not job.is_terminal:
@@ -31,7 +35,7 @@ def chat(payload):
             code=job.error_code or f"job_{job.status}",
             details={"job_id": str(job.id), "status": job.status},
         )
-    return job
+    return job, cache_header(job)
 
 
 @blp.route("/stream", methods=["POST"])
@@ -41,4 +45,4 @@ def chat(payload):
 def chat_stream(payload):
     """Send a message and receive the answer as Server-Sent Events"""
     job, _created = jobs.submit(current_identity(), job_request(payload))
-    return sse.response(job.id, None, headers={"X-Job-ID": str(job.id)})
+    return sse.response(job.id, None, headers={"X-Job-ID": str(job.id), **cache_header(job)})

@@ -31,8 +31,23 @@ def idempotency_key() -> str | None:
     return key
 
 
+def cache_mode() -> str:
+    """The client's Cache-Control: no-cache generates anew (and refreshes the cache),
+    no-store neither reads nor writes it."""
+    if request.cache_control.no_store:
+        return "off"
+    if request.cache_control.no_cache:
+        return "refresh"
+    return "use"
+
+
 def job_request(payload: dict) -> jobs.JobRequest:
-    return jobs.JobRequest(**payload, idempotency_key=idempotency_key())
+    return jobs.JobRequest(**payload, idempotency_key=idempotency_key(), cache=cache_mode())
+
+
+def cache_header(job) -> dict[str, str]:
+    """X-Cache: HIT when the answer came without a generation of its own."""
+    return {"X-Cache": "HIT" if job.cached else "MISS"}
 
 
 def last_event_id() -> str | None:
@@ -49,9 +64,11 @@ def create_job(payload):
 
     The classifier routes `model: auto` to the light or heavy tier. Send an
     `Idempotency-Key` header to make retries safe: the same key returns the same job.
+    A cached answer makes a job that has already succeeded (`cached: true`, X-Cache: HIT);
+    `Cache-Control: no-cache` bypasses the cache.
     """
     job, _created = jobs.submit(current_identity(), job_request(payload))
-    return job
+    return job, cache_header(job)
 
 
 @blp.route("/", methods=["GET"])

@@ -73,6 +73,9 @@ class JobSchema(ma.Schema):
     usage = ma.fields.Method("dump_usage", allow_none=True)
     timings = ma.fields.Method("dump_timings")
     attempts = ma.fields.Integer()
+    cached = ma.fields.Boolean(
+        metadata={"description": "Answered from the cache or by an identical job in progress"}
+    )
     links = ma.fields.Method("dump_links")
 
     def dump_route(self, job):
@@ -129,6 +132,7 @@ class ChatResponseSchema(ma.Schema):
     route = ma.fields.Method("dump_route")
     usage = ma.fields.Method("dump_usage")
     job_id = ma.fields.UUID(attribute="id")
+    cached = ma.fields.Boolean()
 
     dump_route = JobSchema.dump_route
     dump_usage = JobSchema.dump_usage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from api import queue
+from api import metrics, queue
 from api.extensions import db, redis_store
 from api.models import Conversation, Job, Message
 from api.models.base import utcnow
@@ -20,11 +21,14 @@ from api.repositories import jobs as jobs_repo
 from api.repositories import messages as messages_repo
 from api.repositories.pagination import Page
 from api.security import Identity
-from api.services import conversations, routing, usage
+from api.services import conversations, response_cache, routing, usage
 from api.services.errors import AnswerTimeout, Conflict, NotFound, QueueUnavailable
 from api.streams import EventWriter, cancel_key, read_events
 
 log = logging.getLogger(__name__)
+
+
+CACHE_MODES = ("use", "refresh", "off")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ class JobRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     idempotency_key: str | None = None
+    # use: answer from the cache or share an identical generation in progress;
+    # refresh: generate anew and store the result (Cache-Control: no-cache);
+    # off: neither read nor write the cache (Cache-Control: no-store).
+    cache: str = "use"
 
 
 def event_writer(job_id: uuid.UUID) -> EventWriter:
@@ -50,7 +58,10 @@ def event_writer(job_id: uuid.UUID) -> EventWriter:
 
 
 def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
-    """Create and enqueue a job; (job, created). The same idempotency key returns the same job."""
+    """Create a job and enqueue it, or answer it from the cache; (job, created).
+
+    The same idempotency key returns the same job.
+    """
     user_id = identity.user_id
     if request.idempotency_key:
         existing = jobs_repo.get_by_idempotency_key(user_id, request.idempotency_key)
@@ -64,7 +75,19 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         history = conversations.context(conversation.id, current_app.config["CONTEXT_BUDGET_CHARS"])
     # Routing may refuse the model (422) before anything is written.
     decision = routing.choose(request.model, request.message, history)
+    metrics.tag_request(tier=decision.tier)
     usage.check_submission_allowed(user_id)
+
+    messages = [*history, {"role": "user", "content": request.message}]
+    params: dict[str, Any] = {
+        "tools": request.tools,
+        "max_tokens": request.max_tokens or current_app.config["DEFAULT_MAX_TOKENS"],
+        "temperature": request.temperature,
+    }
+    cache_key = None
+    if request.cache != "off" and response_cache.enabled():
+        cache_key = response_cache.key_for(decision.model, messages, params, user_id)
+    answer = response_cache.lookup(cache_key) if cache_key and request.cache == "use" else None
 
     if conversation is None:
         conversation = conversations_repo.add(
@@ -74,11 +97,6 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         Message(conversation_id=conversation.id, role="user", content=request.message)
     )
     conversation.updated_at = user_message.created_at
-    params: dict[str, Any] = {
-        "tools": request.tools,
-        "max_tokens": request.max_tokens or current_app.config["DEFAULT_MAX_TOKENS"],
-        "temperature": request.temperature,
-    }
     job = Job(
         user_id=user_id,
         api_key_id=identity.api_key_id,
@@ -88,15 +106,15 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         model=decision.model,
         route_score=decision.score,
         route_reason=decision.reason,
-        input={
-            "messages": [*history, {"role": "user", "content": request.message}],
-            "params": params,
-        },
+        input={"messages": messages, "params": params},
         idempotency_key=request.idempotency_key,
         user_message_id=user_message.id,
+        cache_key=cache_key,
     )
     try:
         jobs_repo.add(job)
+        if answer is not None:
+            _answer_from_cache(job, answer)
         db.session.commit()
     except IntegrityError:
         # The same idempotency key raced in from a parallel request: that one wins.
@@ -106,6 +124,19 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
             raise
         return existing, False
 
+    if answer is not None:  # nothing to enqueue: the answer is already there
+        _publish_cached(job, answer)
+        return job, True
+    if cache_key and request.cache == "use":
+        leader_id = response_cache.join_flight(cache_key, job.id)
+        if leader_id is not None:
+            _follow(job, leader_id)
+            return job, True
+    _enqueue(job)
+    return job, True
+
+
+def _enqueue(job: Job) -> None:
     try:
         queue.enqueue_job(job.id, job.tier)
     except Exception as exc:
@@ -117,17 +148,132 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
             error_message="The job queue is unavailable.",
         )
         raise QueueUnavailable("The job queue is unavailable; retry shortly.") from exc
-    return job, True
 
 
-def finish(job: Job, status: str, **fields: Any) -> None:
-    """End a job with `status` and its usage row, in one commit (API and worker alike)."""
+def _answer_from_cache(job: Job, answer: response_cache.CachedAnswer) -> None:
+    """Complete a queued job with a cached (or shared) answer; the caller commits."""
+    now = utcnow()
+    job.status = "succeeded"
+    job.cached = True
+    job.output = answer.text
+    job.finish_reason = answer.finish_reason
+    job.prompt_tokens = answer.prompt_tokens
+    job.completion_tokens = answer.completion_tokens
+    job.started_at = job.first_token_at = job.finished_at = now
+    if job.conversation_id is not None:
+        message = messages_repo.add(
+            Message(
+                conversation_id=job.conversation_id,
+                role="assistant",
+                content=answer.text,
+                model=job.model,
+                tier=job.tier,
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+            )
+        )
+        job.assistant_message_id = message.id
+        conversation = db.session.get(Conversation, job.conversation_id)
+        if conversation is not None:
+            conversation.updated_at = message.created_at
+    usage.record_job(job)
+
+
+def _publish_cached(job: Job, answer: response_cache.CachedAnswer) -> None:
+    """Write a cached answer to the job's stream as its events, so SSE clients replay it."""
+    usage_figures = {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+    }
+    message_id = str(job.assistant_message_id) if job.assistant_message_id else None
+    start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, "cached": True}
+    done = {"message_id": message_id, "usage": usage_figures, "finish_reason": job.finish_reason}
+    tokens = [("token", {"text": chunk}) for chunk in answer.chunks if chunk]
+    event_writer(job.id).emit_many([("start", start), *tokens, ("done", {**done, "cached": True})])
+    metrics.record_job(job)
+
+
+def _follow(job: Job, leader_id: uuid.UUID) -> None:
+    """Make `job` wait for the identical job generating now; settle it if that one has ended."""
+    job.leader_job_id = leader_id
+    db.session.commit()
+    leader = jobs_repo.get(leader_id)
+    if leader is None or leader.is_terminal:
+        # The leader ended before this job was attached: it could not have seen it.
+        answer = None
+        if leader is not None and leader.status == "succeeded" and job.cache_key:
+            answer = response_cache.lookup(job.cache_key)
+        _settle_follower(job.id, leader_id, answer)
+        db.session.refresh(job)
+
+
+def _settle_follower(
+    job_id: uuid.UUID, leader_id: uuid.UUID, answer: response_cache.CachedAnswer | None
+) -> None:
+    """Answer a follower with its leader's result, or, when there is none, enqueue it.
+
+    Both the leader's worker and the follower's own request may get here; the row lock
+    lets exactly one of them act.
+    """
+    follower = jobs_repo.lock_waiting_follower(job_id, leader_id)
+    if follower is None:
+        db.session.rollback()  # cancelled, or settled by the other side
+        return
+    if answer is None:
+        follower.leader_job_id = None
+        db.session.commit()
+        # If the queue is down the follower is failed with queue_unavailable, as any job.
+        with contextlib.suppress(QueueUnavailable):
+            _enqueue(follower)
+        return
+    _answer_from_cache(follower, answer)
+    db.session.commit()
+    _publish_cached(follower, answer)
+
+
+def finish(
+    job: Job,
+    status: str,
+    *,
+    event: tuple[str, dict[str, Any]] | None = None,
+    chunks: list[str] | None = None,
+    **fields: Any,
+) -> None:
+    """End a job with `status` and its usage row, in one commit (API and worker alike).
+
+    `event` is the terminal event for the job's stream, sent once the end is committed
+    and before any follower is answered; `chunks` are the answer's tokens as streamed,
+    kept in the cache for replay.
+    """
     job.status = status
     job.finished_at = utcnow()
     for name, value in fields.items():
         setattr(job, name, value)
     usage.record_job(job)
     db.session.commit()
+    if event is not None:
+        event_writer(job.id).emit(*event)
+    _after_end(job, chunks)
+
+
+def _after_end(job: Job, chunks: list[str] | None = None) -> None:
+    """Record the job's metrics; as a leader, cache its answer and settle its followers."""
+    metrics.record_job(job)
+    if job.cache_key is None or job.leader_job_id is not None:
+        return
+    answer = None
+    if job.status == "succeeded":
+        answer = response_cache.CachedAnswer(
+            chunks=list(chunks) if chunks is not None else [job.output or ""],
+            finish_reason=job.finish_reason,
+            prompt_tokens=job.prompt_tokens or 0,
+            completion_tokens=job.completion_tokens or 0,
+            source_job_id=str(job.id),
+        )
+        response_cache.store(job.cache_key, answer)
+    response_cache.end_flight(job.cache_key, job.id)
+    for follower_id in jobs_repo.waiting_follower_ids(job.id):
+        _settle_follower(follower_id, job.id, answer)
 
 
 def get(user_id: uuid.UUID, job_id: uuid.UUID) -> Job:
@@ -156,6 +302,7 @@ def cancel(user_id: uuid.UUID, job_id: uuid.UUID) -> Job:
         usage.record_job(job)
         db.session.commit()
         event_writer(job.id).emit("cancelled", {"job_id": str(job.id), "partial": False})
+        _after_end(job)
     db.session.refresh(job)
     return job
 

@@ -25,7 +25,7 @@ def _ms(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds() * 1000, 1) if start and end else None
 
 
-def record_job(job: Job, *, cached: bool = False) -> None:
+def record_job(job: Job) -> None:
     """Add the usage row of a job that has just ended (the caller commits)."""
     usage_repo.add(
         UsageRecord(
@@ -40,7 +40,7 @@ def record_job(job: Job, *, cached: bool = False) -> None:
             queue_wait_ms=_ms(job.created_at, job.started_at),
             ttft_ms=_ms(job.started_at, job.first_token_at),
             duration_ms=_ms(job.started_at, job.finished_at),
-            cached=cached,
+            cached=job.cached,
         )
     )
 
@@ -68,7 +68,7 @@ def check_submission_allowed(user_id: uuid.UUID) -> None:
     if quota:
         now = utcnow()
         midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-        used = usage_repo.tokens_since(user_id, midnight)
+        used = usage_repo.tokens_generated_since(user_id, midnight)
         if used >= quota:
             reset_in = int((midnight + timedelta(days=1) - now).total_seconds()) + 1
             raise TooManyRequests(

@@ -328,10 +328,12 @@ def test_idempotency_key_returns_the_same_job(alice_http, bob_http, fake_ollama)
     error_of(alice_http.post("/api/jobs/", json=body, headers={"Idempotency-Key": "k" * 201}), 422)
     assert job_total(alice_http) == 2
 
+    # New jobs, but the same request: answered from the response cache, not generated.
     for job_id in (other["id"], bobs["id"]):
         client = alice_http if job_id == other["id"] else bob_http
-        assert wait_for_status(lambda c=client, j=job_id: c.job(j), ENDED)["status"] == "succeeded"
-    assert len(requests_mentioning(fake_ollama, marker)) == 3
+        ended = wait_for_status(lambda c=client, j=job_id: c.job(j), ENDED)
+        assert (ended["status"], ended["cached"]) == ("succeeded", True)
+    assert len(requests_mentioning(fake_ollama, marker)) == 1
 
 
 def test_idempotency_key_under_concurrent_retries(alice_http, fake_ollama):

@@ -1,0 +1,71 @@
+"""Request and job metrics: recorded in Redis, read as JSON (/api/metrics) or Prometheus.
+
+The request hook runs in every API process and the job recorder in every worker; all
+of them add to the same Redis counters, so any process reports the whole deployment.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, request
+
+from api.metrics import prometheus, store
+from api.models import Job
+
+# Probes and scrapes would drown the traffic they watch.
+UNRECORDED_ENDPOINTS = frozenset({"health.get_health", prometheus.ENDPOINT})
+UNMATCHED_ROUTE = "(unmatched)"  # 404s: random paths must not become series of their own
+
+
+def tag_request(*, tier: str) -> None:
+    """Note the tier a request was routed to, for the rate-limited count by tier."""
+    g.metrics_tier = tier
+
+
+def _ms(start, end) -> float | None:
+    return (end - start).total_seconds() * 1000 if start and end else None
+
+
+def record_job(job: Job) -> None:
+    """Record a job that has just ended (called by the API and by the workers)."""
+    generating_ms = _ms(job.first_token_at, job.finished_at)
+    tokens_per_second = None
+    if not job.cached and job.completion_tokens and generating_ms:
+        tokens_per_second = job.completion_tokens / (generating_ms / 1000)
+    store.record_job(
+        tier=job.tier,
+        model=job.model,
+        status=job.status,
+        cached=job.cached,
+        prompt_tokens=job.prompt_tokens or 0,
+        completion_tokens=job.completion_tokens or 0,
+        queue_wait_ms=None if job.cached else _ms(job.created_at, job.started_at),
+        ttft_ms=None if job.cached else _ms(job.started_at, job.first_token_at),
+        tokens_per_second=tokens_per_second,
+    )
+
+
+def init_app(app: Flask) -> None:
+    prometheus.init_app(app)
+
+    @app.after_request
+    def record_request(response):
+        if request.endpoint in UNRECORDED_ENDPOINTS:
+            return response
+        started = g.get("request_started")
+        duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+        status = response.status_code
+        route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+        store.record_request(
+            route=route,
+            method=request.method,
+            status=status,
+            duration_ms=duration_ms,
+            path=request.path,
+            request_id=g.get("request_id"),
+            at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        if status == 429:
+            store.record_rate_limited(g.get("error_code") or "rate_limited", g.get("metrics_tier"))
+        return response

@@ -1,0 +1,174 @@
+"""GET /metrics: the metrics in Prometheus' text format, for scrapers inside the network.
+
+The figures live in Redis, so a scrape of any API process shows the whole deployment:
+a custom collector turns the current snapshot into metric families at scrape time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterator
+
+from flask import Flask, Response, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from api.errors import error_response
+from api.metrics import report, store
+
+ENDPOINT = "prometheus_metrics"
+
+
+def _seconds_histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, labels=labels)
+
+
+def _add(family: HistogramMetricFamily, labels: list[str], histogram, scale: float) -> None:
+    buckets = [
+        (label if label == store.INF else f"{float(label) * scale:g}", count)
+        for label, count in histogram.cumulative()
+    ]
+    family.add_metric(labels, buckets, histogram.total * scale)
+
+
+class SnapshotCollector:
+    """Yields metric families from one snapshot of the Redis metrics and the live state."""
+
+    def __init__(self, snapshot: store.Snapshot, live: report.LiveState):
+        self.snapshot, self.live = snapshot, live
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot
+        requests = CounterMetricFamily(
+            "gateway_http_requests", "HTTP requests answered", labels=["route", "method", "status"]
+        )
+        for name, count in snapshot.requests.items():
+            requests.add_metric(name.rsplit("|", 2), count)
+        yield requests
+
+        durations = _seconds_histogram(
+            "gateway_http_request_duration_seconds",
+            "Time to the response headers",
+            ["route", "method"],
+        )
+        for series, histogram in snapshot.request_durations.items():
+            _add(durations, series.rsplit("|", 1), histogram, 0.001)
+        yield durations
+
+        finished = CounterMetricFamily(
+            "gateway_jobs_finished", "Jobs ended, by outcome", labels=["tier", "status"]
+        )
+        cached = CounterMetricFamily(
+            "gateway_jobs_cached", "Jobs answered without a generation", labels=["tier"]
+        )
+        for name, count in snapshot.jobs.items():
+            tier, _, status = name.partition("|")
+            if status == "cached":
+                cached.add_metric([tier], count)
+            else:
+                finished.add_metric([tier, status], count)
+        yield finished
+        yield cached
+
+        in_flight = GaugeMetricFamily(
+            "gateway_jobs_in_flight", "Jobs queued or running now", labels=["tier", "status"]
+        )
+        for (tier, status), count in sorted(self.live.in_flight.items()):
+            in_flight.add_metric([tier, status], count)
+        yield in_flight
+
+        depth = GaugeMetricFamily(
+            "gateway_queue_depth", "Messages waiting on a Celery queue", labels=["queue"]
+        )
+        for queue_name, count in sorted(self.live.queue_depth.items()):
+            depth.add_metric([queue_name], count)
+        yield depth
+
+        job_families = {
+            "queue_wait_ms": (
+                _seconds_histogram(
+                    "gateway_job_queue_wait_seconds", "From submission to start", ["tier"]
+                ),
+                0.001,
+            ),
+            "ttft_ms": (
+                _seconds_histogram(
+                    "gateway_job_ttft_seconds", "From start to the first token", ["tier"]
+                ),
+                0.001,
+            ),
+            "tokens_per_second": (
+                HistogramMetricFamily(
+                    "gateway_job_tokens_per_second",
+                    "Completion tokens per second of generation",
+                    labels=["tier"],
+                ),
+                1.0,
+            ),
+        }
+        for series, histogram in snapshot.job_histograms.items():
+            kind, _, tier = series.partition("|")
+            family, scale = job_families[kind]
+            _add(family, [tier], histogram, scale)
+        for family, _scale in job_families.values():
+            yield family
+
+        tokens = CounterMetricFamily(
+            "gateway_tokens", "Tokens processed by the model servers", labels=["model", "kind"]
+        )
+        for name, count in snapshot.tokens.items():
+            tokens.add_metric(name.rsplit("|", 1), count)
+        yield tokens
+
+        limited = CounterMetricFamily(
+            "gateway_rate_limited",
+            "Requests refused with 429 (tier '-' when refused before routing)",
+            labels=["tier", "reason"],
+        )
+        for name, count in snapshot.rate_limited.items():
+            limited.add_metric(name.split("|", 1), count)
+        yield limited
+
+
+def _internal_caller() -> bool:
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
+
+
+def _refusal() -> Response | None:
+    token = current_app.config["METRICS_TOKEN"]
+    if token:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode()):
+            return None
+        return error_response(
+            401,
+            "Send the metrics token as 'Authorization: Bearer <METRICS_TOKEN>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    if _internal_caller():
+        return None
+    return error_response(
+        403, "Metrics are served to internal callers only; set METRICS_TOKEN to scrape from here."
+    )
+
+
+def init_app(app: Flask) -> None:
+    @app.route("/metrics", methods=["GET"], endpoint=ENDPOINT)
+    def prometheus_metrics():
+        refusal = _refusal()
+        if refusal is not None:
+            return refusal
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(store.read(), report.live_state()))
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
