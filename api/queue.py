@@ -10,7 +10,6 @@ import uuid
 
 from celery import Celery, Task
 from flask import Flask, current_app, g, has_request_context
-from kombu.exceptions import ChannelError
 
 TASK_BY_TIER = {"light": "gateway.jobs.run_light", "heavy": "gateway.jobs.run_heavy"}
 
@@ -38,12 +37,9 @@ def enqueue_job(job_id: uuid.UUID, tier: str) -> None:
 
 def queue_depths() -> dict[str, int]:
     """Messages waiting on each tier's queue, read from the broker (all priorities)."""
-    depths = {}
     with current_app.extensions["celery"].connection_for_read() as connection:
         channel = connection.default_channel
-        for tier in TASK_BY_TIER:
-            try:
-                depths[tier] = channel.queue_declare(queue=tier, passive=True).message_count
-            except ChannelError:  # an empty queue has no key in Redis at all
-                depths[tier] = 0
-    return depths
+        # kombu's Redis channel sums the queue's list over every priority step. Its public
+        # queue_declare(passive=True) would do the same but wrongly says NOT_FOUND under a
+        # global_keyprefix (its EXISTS check is not prefixed).
+        return {tier: int(channel._size(tier)) for tier in TASK_BY_TIER}

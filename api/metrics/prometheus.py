@@ -25,10 +25,6 @@ from api.metrics import report, store
 ENDPOINT = "prometheus_metrics"
 
 
-def _seconds_histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
-    return HistogramMetricFamily(name, doc, labels=labels)
-
-
 def _add(family: HistogramMetricFamily, labels: list[str], histogram, scale: float) -> None:
     buckets = [
         (label if label == store.INF else f"{float(label) * scale:g}", count)
@@ -52,10 +48,10 @@ class SnapshotCollector:
             requests.add_metric(name.rsplit("|", 2), count)
         yield requests
 
-        durations = _seconds_histogram(
+        durations = HistogramMetricFamily(
             "gateway_http_request_duration_seconds",
             "Time to the response headers",
-            ["route", "method"],
+            labels=["route", "method"],
         )
         for series, histogram in snapshot.request_durations.items():
             _add(durations, series.rsplit("|", 1), histogram, 0.001)
@@ -92,14 +88,14 @@ class SnapshotCollector:
 
         job_families = {
             "queue_wait_ms": (
-                _seconds_histogram(
-                    "gateway_job_queue_wait_seconds", "From submission to start", ["tier"]
+                HistogramMetricFamily(
+                    "gateway_job_queue_wait_seconds", "From submission to start", labels=["tier"]
                 ),
                 0.001,
             ),
             "ttft_ms": (
-                _seconds_histogram(
-                    "gateway_job_ttft_seconds", "From start to the first token", ["tier"]
+                HistogramMetricFamily(
+                    "gateway_job_ttft_seconds", "From start to the first token", labels=["tier"]
                 ),
                 0.001,
             ),
