@@ -14,10 +14,9 @@ from flask import current_app
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from api.extensions import db, redis_store
-from api.models import Conversation, Job, Message
+from api.models import Job
 from api.models.base import utcnow
 from api.repositories import jobs as jobs_repo
-from api.repositories import messages as messages_repo
 from api.services import jobs as jobs_service
 from api.streams import EventWriter, cancel_key, lock_key
 from worker import providers
@@ -142,25 +141,9 @@ def _finish(
 
 
 def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> None:
-    text = hooks.text
-    message_id = None
-    conversation = (
-        db.session.get(Conversation, job.conversation_id) if job.conversation_id else None
+    message_id = jobs_service.add_answer_message(
+        job, hooks.text, result.prompt_tokens, result.completion_tokens
     )
-    if conversation is not None:
-        message = messages_repo.add(
-            Message(
-                conversation_id=conversation.id,
-                role="assistant",
-                content=text,
-                model=job.model,
-                tier=job.tier,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-            )
-        )
-        conversation.updated_at = message.created_at
-        message_id = message.id
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
     done = {
         "message_id": str(message_id) if message_id else None,

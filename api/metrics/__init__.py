@@ -12,6 +12,7 @@ from flask import Flask, g, request
 
 from api.metrics import prometheus, store
 from api.models import Job
+from api.models.base import elapsed_ms
 
 # Probes and scrapes would drown the traffic they watch.
 UNRECORDED_ENDPOINTS = frozenset({"health.get_health", prometheus.ENDPOINT})
@@ -23,13 +24,9 @@ def tag_request(*, tier: str) -> None:
     g.metrics_tier = tier
 
 
-def _ms(start, end) -> float | None:
-    return (end - start).total_seconds() * 1000 if start and end else None
-
-
 def record_job(job: Job) -> None:
     """Record a job that has just ended (called by the API and by the workers)."""
-    generating_ms = _ms(job.first_token_at, job.finished_at)
+    generating_ms = elapsed_ms(job.first_token_at, job.finished_at)
     tokens_per_second = None
     if not job.cached and job.completion_tokens and generating_ms:
         tokens_per_second = job.completion_tokens / (generating_ms / 1000)
@@ -40,8 +37,8 @@ def record_job(job: Job) -> None:
         cached=job.cached,
         prompt_tokens=job.prompt_tokens or 0,
         completion_tokens=job.completion_tokens or 0,
-        queue_wait_ms=None if job.cached else _ms(job.created_at, job.started_at),
-        ttft_ms=None if job.cached else _ms(job.started_at, job.first_token_at),
+        queue_wait_ms=None if job.cached else elapsed_ms(job.created_at, job.started_at),
+        ttft_ms=None if job.cached else elapsed_ms(job.started_at, job.first_token_at),
         tokens_per_second=tokens_per_second,
     )
 

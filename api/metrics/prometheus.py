@@ -33,6 +33,14 @@ def _add(family: HistogramMetricFamily, labels: list[str], histogram, scale: flo
     family.add_metric(labels, buckets, histogram.total * scale)
 
 
+def _counter(name: str, doc: str, labels: list[str], counts: dict[str, int]) -> Metric:
+    """A counter family from 'label|label|…' → count fields."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for series, count in counts.items():
+        family.add_metric(series.rsplit("|", len(labels) - 1), count)
+    return family
+
+
 class SnapshotCollector:
     """Yields metric families from one snapshot of the Redis metrics and the live state."""
 
@@ -41,12 +49,12 @@ class SnapshotCollector:
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot
-        requests = CounterMetricFamily(
-            "gateway_http_requests", "HTTP requests answered", labels=["route", "method", "status"]
+        yield _counter(
+            "gateway_http_requests",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            snapshot.requests,
         )
-        for name, count in snapshot.requests.items():
-            requests.add_metric(name.rsplit("|", 2), count)
-        yield requests
 
         durations = HistogramMetricFamily(
             "gateway_http_request_duration_seconds",
@@ -115,21 +123,18 @@ class SnapshotCollector:
         for family, _scale in job_families.values():
             yield family
 
-        tokens = CounterMetricFamily(
-            "gateway_tokens", "Tokens processed by the model servers", labels=["model", "kind"]
+        yield _counter(
+            "gateway_tokens",
+            "Tokens the model servers processed",
+            ["model", "kind"],
+            snapshot.tokens,
         )
-        for name, count in snapshot.tokens.items():
-            tokens.add_metric(name.rsplit("|", 1), count)
-        yield tokens
-
-        limited = CounterMetricFamily(
+        yield _counter(
             "gateway_rate_limited",
             "Requests refused with 429 (tier '-' when refused before routing)",
-            labels=["tier", "reason"],
+            ["tier", "reason"],
+            snapshot.rate_limited,
         )
-        for name, count in snapshot.rate_limited.items():
-            limited.add_metric(name.split("|", 1), count)
-        yield limited
 
 
 def _internal_caller() -> bool:

@@ -13,6 +13,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def elapsed_ms(start: datetime | None, end: datetime | None) -> float | None:
+    """Milliseconds from start to end, or None when either is unknown."""
+    return round((end - start).total_seconds() * 1000, 1) if start and end else None
+
+
 def uuid_pk() -> Mapped[uuid.UUID]:
     # Random ids: public ids reveal neither counts nor neighbours.
     return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -5,6 +5,7 @@ from flask import current_app, url_for
 from marshmallow import validate
 
 from api.models import JOB_STATUSES
+from api.models.base import elapsed_ms
 from api.schemas.common import (
     PaginationQuerySchema,
     StrictBoolean,
@@ -100,17 +101,14 @@ class JobSchema(ma.Schema):
         def iso(value):
             return value.isoformat() if value else None
 
-        def ms(start, end):
-            return round((end - start).total_seconds() * 1000, 1) if start and end else None
-
         return {
             "created_at": iso(job.created_at),
             "started_at": iso(job.started_at),
             "first_token_at": iso(job.first_token_at),
             "finished_at": iso(job.finished_at),
-            "queue_wait_ms": ms(job.created_at, job.started_at),
-            "ttft_ms": ms(job.started_at, job.first_token_at),
-            "duration_ms": ms(job.started_at, job.finished_at),
+            "queue_wait_ms": elapsed_ms(job.created_at, job.started_at),
+            "ttft_ms": elapsed_ms(job.started_at, job.first_token_at),
+            "duration_ms": elapsed_ms(job.started_at, job.finished_at),
         }
 
     def dump_links(self, job):

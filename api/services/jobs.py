@@ -160,23 +160,34 @@ def _answer_from_cache(job: Job, answer: response_cache.CachedAnswer) -> None:
     job.prompt_tokens = answer.prompt_tokens
     job.completion_tokens = answer.completion_tokens
     job.started_at = job.first_token_at = job.finished_at = now
-    if job.conversation_id is not None:
-        message = messages_repo.add(
-            Message(
-                conversation_id=job.conversation_id,
-                role="assistant",
-                content=answer.text,
-                model=job.model,
-                tier=job.tier,
-                prompt_tokens=answer.prompt_tokens,
-                completion_tokens=answer.completion_tokens,
-            )
-        )
-        job.assistant_message_id = message.id
-        conversation = db.session.get(Conversation, job.conversation_id)
-        if conversation is not None:
-            conversation.updated_at = message.created_at
+    job.assistant_message_id = add_answer_message(
+        job, answer.text, answer.prompt_tokens, answer.completion_tokens
+    )
     usage.record_job(job)
+
+
+def add_answer_message(
+    job: Job, text: str, prompt_tokens: int | None, completion_tokens: int | None
+) -> uuid.UUID | None:
+    """Store the answer in the job's conversation, if it still exists; the message id."""
+    if job.conversation_id is None:
+        return None
+    conversation = db.session.get(Conversation, job.conversation_id)
+    if conversation is None:
+        return None
+    message = messages_repo.add(
+        Message(
+            conversation_id=conversation.id,
+            role="assistant",
+            content=text,
+            model=job.model,
+            tier=job.tier,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+    )
+    conversation.updated_at = message.created_at
+    return message.id
 
 
 def _publish_cached(job: Job, answer: response_cache.CachedAnswer) -> None:

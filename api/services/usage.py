@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api.extensions import db
 from api.models import Job, UsageRecord, User
-from api.models.base import utcnow
+from api.models.base import elapsed_ms, utcnow
 from api.repositories import jobs as jobs_repo
 from api.repositories import usage as usage_repo
 from api.services.errors import ServiceError
@@ -19,10 +19,6 @@ from api.services.errors import ServiceError
 class TooManyRequests(ServiceError):
     status = 429
     code = "rate_limited"
-
-
-def _ms(start: datetime | None, end: datetime | None) -> float | None:
-    return round((end - start).total_seconds() * 1000, 1) if start and end else None
 
 
 def record_job(job: Job) -> None:
@@ -37,9 +33,9 @@ def record_job(job: Job) -> None:
             status=job.status,
             prompt_tokens=job.prompt_tokens or 0,
             completion_tokens=job.completion_tokens or 0,
-            queue_wait_ms=_ms(job.created_at, job.started_at),
-            ttft_ms=_ms(job.started_at, job.first_token_at),
-            duration_ms=_ms(job.started_at, job.finished_at),
+            queue_wait_ms=elapsed_ms(job.created_at, job.started_at),
+            ttft_ms=elapsed_ms(job.started_at, job.first_token_at),
+            duration_ms=elapsed_ms(job.started_at, job.finished_at),
             cached=job.cached,
         )
     )
