@@ -23,7 +23,13 @@ def _by_tokens(rows: list[dict]) -> list[dict]:
 def report(since: datetime | None, until: datetime | None, top: int) -> dict:
     """Per user and per model/tier figures in [since, until), and the top users by tokens."""
     until = until or utcnow()
-    since = since or until - DEFAULT_SPAN
+    if since is None:
+        try:
+            since = until - DEFAULT_SPAN
+        except OverflowError:  # 'to' within a day of year 1
+            raise InvalidInput(
+                "'to' is too early.", details={"query": {"to": ["Too early for a range."]}}
+            ) from None
     if since >= until:
         raise InvalidInput(
             "'from' must be before 'to'.", details={"query": {"from": ["Must be before 'to'."]}}
