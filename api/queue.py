@@ -6,10 +6,15 @@ same app, so gunicorn never imports the worker (nor LangGraph).
 
 from __future__ import annotations
 
+import logging
 import uuid
 
+import redis
 from celery import Celery, Task
 from flask import Flask, current_app, g, has_request_context
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+log = logging.getLogger(__name__)
 
 TASK_BY_TIER = {"light": "gateway.jobs.run_light", "heavy": "gateway.jobs.run_heavy"}
 
@@ -35,11 +40,17 @@ def enqueue_job(job_id: uuid.UUID, tier: str) -> None:
     )
 
 
-def queue_depths() -> dict[str, int]:
-    """Messages waiting on each tier's queue, read from the broker (all priorities)."""
-    with current_app.extensions["celery"].connection_for_read() as connection:
-        channel = connection.default_channel
-        # kombu's Redis channel sums the queue's list over every priority step. Its public
-        # queue_declare(passive=True) would do the same but wrongly says NOT_FOUND under a
-        # global_keyprefix (its EXISTS check is not prefixed).
-        return {tier: int(channel._size(tier)) for tier in TASK_BY_TIER}
+def queue_depths() -> dict[str, int | None]:
+    """Messages waiting on each tier's queue (all priorities); None when the broker is down."""
+    try:
+        with current_app.extensions["celery"].connection_for_read() as connection:
+            # One quick attempt: the metrics must answer even when the broker does not.
+            connection.ensure_connection(max_retries=1, timeout=2)
+            channel = connection.default_channel
+            # kombu's Redis channel sums the queue's list over every priority step. Its
+            # public queue_declare(passive=True) would do the same but wrongly says
+            # NOT_FOUND under a global_keyprefix (its EXISTS check is not prefixed).
+            return {tier: int(channel._size(tier)) for tier in TASK_BY_TIER}
+    except (KombuOperationalError, OSError, redis.RedisError) as exc:
+        log.warning("queue depth unavailable: %s", exc.__class__.__name__)
+        return dict.fromkeys(TASK_BY_TIER)

@@ -91,7 +91,8 @@ class SnapshotCollector:
             "gateway_queue_depth", "Messages waiting on a Celery queue", labels=["queue"]
         )
         for queue_name, count in sorted(self.live.queue_depth.items()):
-            depth.add_metric([queue_name], count)
+            if count is not None:  # the broker did not answer: no sample beats a false 0
+                depth.add_metric([queue_name], count)
         yield depth
 
         job_families = {
@@ -172,4 +173,6 @@ def init_app(app: Flask) -> None:
             return refusal
         registry = CollectorRegistry(auto_describe=False)
         registry.register(SnapshotCollector(store.read(), report.live_state()))
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        # content_type, not mimetype: the constant has its charset already, and Werkzeug
+        # would add a second one, which Prometheus 3 refuses.
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -19,7 +19,7 @@ IN_FLIGHT_STATUSES = ("queued", "running")
 class LiveState:
     """What is true right now, rather than counted: queue lengths and jobs in flight."""
 
-    queue_depth: dict[str, int]
+    queue_depth: dict[str, int | None]  # None: the broker did not answer
     in_flight: dict[tuple[str, str], int]  # (tier, status) → jobs
 
 
@@ -68,7 +68,7 @@ def _tier_section(snapshot: store.Snapshot, live: LiveState, tier: str, model: s
 
     return {
         "model": model,
-        "queue_depth": live.queue_depth.get(tier, 0),
+        "queue_depth": live.queue_depth.get(tier),
         "jobs": jobs,
         "queue_wait_ms": timing("queue_wait_ms"),
         "ttft_ms": timing("ttft_ms"),

@@ -46,7 +46,10 @@ class RequestMetricsSchema(ma.Schema):
 
 class TierMetricsSchema(ma.Schema):
     model = F.String()
-    queue_depth = F.Integer(metadata={"description": "Messages waiting on the tier's queue now"})
+    queue_depth = F.Integer(
+        allow_none=True,
+        metadata={"description": "Messages waiting on the tier's queue now (null: broker down)"},
+    )
     jobs = F.Dict(
         keys=F.String(validate=ma.validate.OneOf(JOB_STATUSES)),
         values=F.Integer(),
