@@ -19,15 +19,16 @@ SYNTHETIC_PREFIX = "0-"
 
 def synthesize(job: Job) -> list[Event]:
     """A finished job's events rebuilt from PostgreSQL, for a stream that has expired."""
-    events = [("start", {"job_id": str(job.id), "model": job.model, "tier": job.tier})]
+    # A cached answer says so, as its live stream did.
+    cached = {"cached": True} if job.cached else {}
+    events = [("start", {"job_id": str(job.id), "model": job.model, "tier": job.tier, **cached})]
     if job.output:
         events.append(("token", {"text": job.output}))
     if job.status == "succeeded":
         usage = {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
         message_id = str(job.assistant_message_id) if job.assistant_message_id else None
-        events.append(
-            ("done", {"message_id": message_id, "usage": usage, "finish_reason": job.finish_reason})
-        )
+        done = {"message_id": message_id, "usage": usage, "finish_reason": job.finish_reason}
+        events.append(("done", {**done, **cached}))
     elif job.status == "failed":
         events.append(("error", {"error": {"code": job.error_code, "message": job.error_message}}))
     else:

@@ -76,7 +76,6 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     # Routing may refuse the model (422) before anything is written.
     decision = routing.choose(request.model, request.message, history)
     metrics.tag_request(tier=decision.tier)
-    usage.check_submission_allowed(user_id)
 
     messages = [*history, {"role": "user", "content": request.message}]
     params: dict[str, Any] = {
@@ -88,6 +87,8 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     if request.cache != "off" and response_cache.enabled():
         cache_key = response_cache.key_for(decision.model, messages, params, user_id)
     answer = response_cache.lookup(cache_key) if cache_key and request.cache == "use" else None
+    if answer is None:  # a cached answer costs the model servers nothing: no job quota
+        usage.check_submission_allowed(user_id)
 
     if conversation is None:
         conversation = conversations_repo.add(
@@ -252,9 +253,8 @@ def finish(
 ) -> None:
     """End a job with `status` and its usage row, in one commit (API and worker alike).
 
-    `event` is the terminal event for the job's stream, sent once the end is committed
-    and before any follower is answered; `chunks` are the answer's tokens as streamed,
-    kept in the cache for replay.
+    `event` is the job's terminal event for its stream; `chunks` are the answer's tokens
+    as streamed, kept in the cache for replay.
     """
     job.status = status
     job.finished_at = utcnow()
@@ -262,18 +262,20 @@ def finish(
         setattr(job, name, value)
     usage.record_job(job)
     db.session.commit()
-    if event is not None:
-        event_writer(job.id).emit(*event)
-    _after_end(job, chunks)
+    _after_end(job, event, chunks)
 
 
-def _after_end(job: Job, chunks: list[str] | None = None) -> None:
-    """Record the job's metrics; as a leader, cache its answer and settle its followers."""
-    metrics.record_job(job)
-    if job.cache_key is None or job.leader_job_id is not None:
-        return
+def _after_end(
+    job: Job, event: tuple[str, dict[str, Any]] | None, chunks: list[str] | None = None
+) -> None:
+    """Once a job's end is committed: cache its answer, announce the end, settle followers.
+
+    The answer is cached before the terminal event goes out, so a client that sees the
+    end and asks again finds it in the cache.
+    """
+    leads = job.cache_key is not None and job.leader_job_id is None
     answer = None
-    if job.status == "succeeded":
+    if leads and job.status == "succeeded":
         answer = response_cache.CachedAnswer(
             chunks=list(chunks) if chunks is not None else [job.output or ""],
             finish_reason=job.finish_reason,
@@ -282,9 +284,13 @@ def _after_end(job: Job, chunks: list[str] | None = None) -> None:
             source_job_id=str(job.id),
         )
         response_cache.store(job.cache_key, answer)
-    response_cache.end_flight(job.cache_key, job.id)
-    for follower_id in jobs_repo.waiting_follower_ids(job.id):
-        _settle_follower(follower_id, job.id, answer)
+    if event is not None:
+        event_writer(job.id).emit(*event)
+    metrics.record_job(job)
+    if leads:
+        response_cache.end_flight(job.cache_key, job.id)
+        for follower_id in jobs_repo.waiting_follower_ids(job.id):
+            _settle_follower(follower_id, job.id, answer)
 
 
 def get(user_id: uuid.UUID, job_id: uuid.UUID) -> Job:
@@ -312,8 +318,7 @@ def cancel(user_id: uuid.UUID, job_id: uuid.UUID) -> Job:
         db.session.refresh(job)
         usage.record_job(job)
         db.session.commit()
-        event_writer(job.id).emit("cancelled", {"job_id": str(job.id), "partial": False})
-        _after_end(job)
+        _after_end(job, ("cancelled", {"job_id": str(job.id), "partial": False}))
     db.session.refresh(job)
     return job
 
