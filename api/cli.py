@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import create_engine, make_url, text
 
+from api.metrics import store as metrics_store
 from api.schemas.auth import RegisterSchema
 from api.services import accounts, admin_users, usage
 from api.services.errors import ServiceError
@@ -69,7 +70,16 @@ def usage_cleanup(days: int | None) -> None:
     click.echo(f"Deleted {usage.cleanup(days)} usage records")
 
 
+@click.command("metrics-reset")
+@with_appcontext
+def metrics_reset() -> None:
+    """Zero the request and job metrics in Redis (the usage log is kept)."""
+    metrics_store.reset()
+    click.echo("Metrics reset")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(ensure_database)
     app.cli.add_command(usage_cleanup)
+    app.cli.add_command(metrics_reset)

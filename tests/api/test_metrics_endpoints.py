@@ -212,6 +212,20 @@ def test_requests_are_counted_from_zero_by_route_template_method_and_status(clie
     }
 
 
+def test_the_metrics_reset_command_zeroes_the_counters(app, client, alice):
+    for _ in range(2):
+        assert client.get(ME, headers=alice.headers).status_code == 200
+    assert requests_by_series(scrape(client))[("GET", "/api/user/me", "200")] == 2
+
+    result = app.test_cli_runner().invoke(args=["metrics-reset"])
+
+    assert result.exit_code == 0, result.output
+    assert "Metrics reset" in result.output
+    assert requests_by_series(scrape(client)) == {}
+    assert client.get(ME, headers=alice.headers).status_code == 200
+    assert requests_by_series(scrape(client)) == {("GET", "/api/user/me", "200"): 1}
+
+
 def test_the_report_counts_routes_and_statuses(app, client, admin, alice):
     reset_metrics(app)
     for _ in range(3):
