@@ -11,7 +11,7 @@ from typing import Any
 import marshmallow as ma
 import redis
 import sqlalchemy.exc
-from flask import Flask, current_app, g, has_request_context, jsonify
+from flask import Flask, current_app, g, has_request_context, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
@@ -54,6 +54,40 @@ class ErrorSchema(ma.Schema):
     error = ma.fields.Nested(ErrorBodySchema, required=True)
 
 
+# Under this prefix errors take OpenAI's shape, so OpenAI's client libraries understand them.
+OPENAI_PREFIX = "/v1/"
+OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def _field_problems(messages: Any, path: str = "") -> list[tuple[str, str]]:
+    """(dotted field path, message) pairs from marshmallow's nested error messages."""
+    if isinstance(messages, dict):
+        return [
+            problem
+            for name, inner in messages.items()
+            for problem in _field_problems(inner, f"{path}.{name}" if path else str(name))
+        ]
+    if isinstance(messages, list):
+        return [(path, str(message)) for message in messages]
+    return [(path, str(messages))]
+
+
+def _openai_error(status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """OpenAI's {message, type, param, code}; its APIs answer bad parameters with 400.
+
+    OpenAI's shape has no per-field details, so the field messages go into `message`.
+    """
+    details = body.get("details")
+    fields = details.get("json") if isinstance(details, dict) else None
+    problems = _field_problems(fields) if fields else []
+    message = "; ".join(f"{path}: {text}" for path, text in problems) or body["message"]
+    if status == 422:
+        status = 400
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    param = problems[0][0] if problems else None
+    return status, {"message": message, "type": kind, "param": param, "code": body["code"]}
+
+
 def error_response(
     status: int,
     message: str,
@@ -71,6 +105,8 @@ def error_response(
         body["details"] = details
     if has_request_context():
         g.error_code = body["code"]  # the metrics tell rate limits from quotas by it
+        if request.path.startswith(OPENAI_PREFIX):
+            status, body = _openai_error(status, body)
     response = jsonify({"error": body})
     response.status_code = status
     for name, value in (headers or {}).items():

@@ -6,7 +6,17 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
 from api.errors import GatewayApi
-from api.resources import admin, auth, chat, conversations, health, jobs, metrics, users
+from api.resources import (
+    admin,
+    auth,
+    chat,
+    conversations,
+    health,
+    jobs,
+    metrics,
+    openai_compat,
+    users,
+)
 
 BLUEPRINTS = [
     health.blp,
@@ -17,6 +27,7 @@ BLUEPRINTS = [
     chat.blp,
     admin.blp,
     metrics.blp,
+    openai_compat.blp,
 ]
 
 

@@ -36,16 +36,14 @@ def synthesize(job: Job) -> list[Event]:
     return [Event(f"{SYNTHETIC_PREFIX}{n}", name, data) for n, (name, data) in enumerate(events, 1)]
 
 
-def _replay(job: Job, after: str | None) -> Iterator[str]:
+def _replay(job: Job, after: str | None) -> Iterator[Event]:
     if after and after.startswith(SYNTHETIC_PREFIX):
         seen = int(after.removeprefix(SYNTHETIC_PREFIX) or 0)
-        events = [e for e in synthesize(job) if int(e.id.removeprefix(SYNTHETIC_PREFIX)) > seen]
-    else:
-        events = synthesize(job)
-        if after:  # the client saw part of a stream that no longer exists: start over
-            yield Event(f"{SYNTHETIC_PREFIX}0", "reset", {"reason": "stream expired"}).to_sse()
-    for event in events:
-        yield event.to_sse()
+        yield from (e for e in synthesize(job) if int(e.id.removeprefix(SYNTHETIC_PREFIX)) > seen)
+        return
+    if after:  # the client saw part of a stream that no longer exists: start over
+        yield Event(f"{SYNTHETIC_PREFIX}0", "reset", {"reason": "stream expired"})
+    yield from synthesize(job)
 
 
 def _ended_job(job_id: uuid.UUID) -> Job | None:
@@ -57,11 +55,14 @@ def _ended_job(job_id: uuid.UUID) -> Job | None:
         db.session.close()
 
 
-def events(job_id: uuid.UUID, after: str | None) -> Iterator[str]:
-    """SSE text for a job from `after` (a Last-Event-ID) to its terminal event."""
+def job_events(job_id: uuid.UUID, after: str | None) -> Iterator[Event | None]:
+    """A job's events from `after` (a Last-Event-ID) to its terminal event.
+
+    Yields None whenever SSE_HEARTBEAT_SECONDS pass with nothing new, so the caller can
+    send a heartbeat. A job whose stream has expired is replayed from PostgreSQL.
+    """
     config = current_app.config
     client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
-    yield "retry: 2000\n\n"
     if not stream_exists(client, prefix, str(job_id)):
         ended = _ended_job(job_id)
         if ended is not None:
@@ -70,10 +71,9 @@ def events(job_id: uuid.UUID, after: str | None) -> Iterator[str]:
     start = after if after and not after.startswith(SYNTHETIC_PREFIX) else "0-0"
     block_ms = int(config["SSE_HEARTBEAT_SECONDS"] * 1000)
     for event in read_events(client, prefix, str(job_id), after=start, block_ms=block_ms):
+        yield event
         if event is not None:
-            yield event.to_sse()
             continue
-        yield HEARTBEAT
         # A job that ended without a stream (e.g. never enqueued, or the stream expired
         # while we waited) would otherwise keep this connection open forever.
         if not stream_exists(client, prefix, str(job_id)):
@@ -83,11 +83,19 @@ def events(job_id: uuid.UUID, after: str | None) -> Iterator[str]:
                 return
 
 
-def response(job_id: uuid.UUID, after: str | None, *, headers: dict | None = None) -> Response:
+def events(job_id: uuid.UUID, after: str | None) -> Iterator[str]:
+    """SSE text for a job from `after` (a Last-Event-ID) to its terminal event."""
+    yield "retry: 2000\n\n"
+    for event in job_events(job_id, after):
+        yield HEARTBEAT if event is None else event.to_sse()
+
+
+def event_stream(body: Iterator[str], headers: dict | None = None) -> Response:
+    """A text/event-stream response that proxies pass on unbuffered."""
     # Release the request's database connection: a stream may stay open for minutes.
     db.session.close()
     return Response(
-        stream_with_context(events(job_id, after)),
+        stream_with_context(body),
         mimetype="text/event-stream",
         headers={
             "Cache-Control": "no-cache",
@@ -95,3 +103,7 @@ def response(job_id: uuid.UUID, after: str | None, *, headers: dict | None = Non
             **(headers or {}),
         },
     )
+
+
+def response(job_id: uuid.UUID, after: str | None, *, headers: dict | None = None) -> Response:
+    return event_stream(events(job_id, after), headers)

@@ -18,6 +18,7 @@ from api.models import Job
 from api.models.base import utcnow
 from api.repositories import jobs as jobs_repo
 from api.services import jobs as jobs_service
+from api.services.prompts import model_messages
 from api.streams import EventWriter, cancel_key, lock_key
 from worker import providers
 from worker.agent.errors import JobCancelled, JobTimedOut, model_error
@@ -107,10 +108,9 @@ class JobHooks:
         self._writer.emit("tool_result", {"name": name, "content": content})
 
 
-def _messages(config: Any, turns: list[dict[str, str]]) -> list[BaseMessage]:
+def _messages(turns: list[dict[str, str]]) -> list[BaseMessage]:
     kinds = {"user": HumanMessage, "assistant": AIMessage, "system": SystemMessage}
-    history = [kinds[turn["role"]](content=turn["content"]) for turn in turns]
-    return [SystemMessage(content=config["SYSTEM_PROMPT"]), *history]
+    return [kinds[turn["role"]](content=turn["content"]) for turn in model_messages(turns)]
 
 
 def generate(job: Job, hooks: JobHooks) -> AgentResult:
@@ -124,7 +124,7 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
     graph = build_agent(
         model, tools, hooks, max_tool_rounds=rounds, connect_retries=config["LLM_CONNECT_RETRIES"]
     )
-    return run_agent(graph, _messages(config, job.input["messages"]), max_tool_rounds=rounds)
+    return run_agent(graph, _messages(job.input["messages"]), max_tool_rounds=rounds)
 
 
 def _finish(

@@ -7,7 +7,6 @@ from api.resources.jobs import cache_header, job_request
 from api.schemas.jobs import ChatResponseSchema, JobCreateSchema
 from api.security import auth_required, current_identity
 from api.services import jobs
-from api.services.errors import GenerationFailed
 
 blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Chat")
 
@@ -24,17 +23,8 @@ def chat(payload):
     A cached answer comes at once (X-Cache: HIT); `Cache-Control: no-cache` asks for a
     fresh generation.
     """
-    identity = current_identity()
-    job, _created = jobs.submit(identity, job_request(payload))
-    if not job.is_terminal:
-        jobs.wait_until_ended(job)
-    job = jobs.get(identity.user_id, job.id)
-    if job.status != "succeeded":
-        raise GenerationFailed(
-            job.error_message or f"The job ended {job.status}.",
-            code=job.error_code or f"job_{job.status}",
-            details={"job_id": str(job.id), "status": job.status},
-        )
+    job, _created = jobs.submit(current_identity(), job_request(payload))
+    job = jobs.wait_for_answer(job)
     return job, cache_header(job)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import current_app
 from marshmallow import validate
 
 MAX_PAGE_SIZE = 100
@@ -79,3 +80,15 @@ def trimmed_text(max_length: int, *, required: bool = True, **kwargs) -> Trimmed
         ],
         **kwargs,
     )
+
+
+def message_fits(value: str) -> None:
+    limit = current_app.config["MAX_MESSAGE_CHARS"]
+    if len(value) > limit:
+        raise ma.ValidationError(f"Must be at most {limit} characters.")
+
+
+def max_tokens_fits(value: int) -> None:
+    limit = current_app.config["MAX_TOKENS_LIMIT"]
+    if value > limit:
+        raise ma.ValidationError(f"Must be at most {limit}.")

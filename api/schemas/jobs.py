@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app, url_for
+from flask import url_for
 from marshmallow import validate
 
 from api.models import JOB_STATUSES
@@ -13,26 +13,16 @@ from api.schemas.common import (
     StrictInteger,
     StrictSchema,
     TrimmedString,
+    max_tokens_fits,
+    message_fits,
     page_schema,
 )
-
-
-def _message_fits(value: str) -> None:
-    limit = current_app.config["MAX_MESSAGE_CHARS"]
-    if len(value) > limit:
-        raise ma.ValidationError(f"Must be at most {limit} characters.")
-
-
-def _max_tokens_fits(value: int) -> None:
-    limit = current_app.config["MAX_TOKENS_LIMIT"]
-    if value > limit:
-        raise ma.ValidationError(f"Must be at most {limit}.")
 
 
 class JobCreateSchema(StrictSchema):
     message = TrimmedString(
         required=True,
-        validate=[validate.Length(min=1, error="Must not be blank."), _message_fits],
+        validate=[validate.Length(min=1, error="Must not be blank."), message_fits],
         metadata={"description": "The user's message"},
     )
     conversation_id = ma.fields.UUID(
@@ -46,7 +36,7 @@ class JobCreateSchema(StrictSchema):
     tools = StrictBoolean(
         load_default=True, metadata={"description": "Let the agent use web search"}
     )
-    max_tokens = StrictInteger(validate=[validate.Range(min=1), _max_tokens_fits])
+    max_tokens = StrictInteger(validate=[validate.Range(min=1), max_tokens_fits])
     temperature = StrictFloat(validate=validate.Range(min=0, max=2))
 
 

@@ -22,7 +22,13 @@ from api.repositories import messages as messages_repo
 from api.repositories.pagination import Page
 from api.security import Identity
 from api.services import conversations, response_cache, routing, usage
-from api.services.errors import AnswerTimeout, Conflict, NotFound, QueueUnavailable
+from api.services.errors import (
+    AnswerTimeout,
+    Conflict,
+    GenerationFailed,
+    NotFound,
+    QueueUnavailable,
+)
 from api.streams import EventWriter, cancel_key, read_events
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,9 @@ class JobRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     idempotency_key: str | None = None
+    # The turns before `message`, given whole by the client (the OpenAI-compatible API):
+    # nothing is read from or kept in a conversation.
+    history: tuple[dict[str, str], ...] | None = None
     # use: answer from the cache or share an identical generation in progress;
     # refresh: generate anew and store the result (Cache-Control: no-cache);
     # off: neither read nor write the cache (Cache-Control: no-store).
@@ -69,7 +78,8 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
             return existing, False
 
     conversation: Conversation | None = None
-    history: list[dict[str, str]] = []
+    keeps_conversation = request.history is None
+    history: list[dict[str, str]] = list(request.history or ())
     if request.conversation_id is not None:
         conversation = conversations.get(user_id, request.conversation_id)
         history = conversations.context(conversation.id, current_app.config["CONTEXT_BUDGET_CHARS"])
@@ -90,18 +100,20 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     if answer is None:  # a cached answer costs the model servers nothing: no job quota
         usage.check_submission_allowed(user_id)
 
-    if conversation is None:
-        conversation = conversations_repo.add(
-            Conversation(user_id=user_id, title=conversations.title_from(request.message))
+    user_message = None
+    if keeps_conversation:
+        if conversation is None:
+            conversation = conversations_repo.add(
+                Conversation(user_id=user_id, title=conversations.title_from(request.message))
+            )
+        user_message = messages_repo.add(
+            Message(conversation_id=conversation.id, role="user", content=request.message)
         )
-    user_message = messages_repo.add(
-        Message(conversation_id=conversation.id, role="user", content=request.message)
-    )
-    conversation.updated_at = user_message.created_at
+        conversation.updated_at = user_message.created_at
     job = Job(
         user_id=user_id,
         api_key_id=identity.api_key_id,
-        conversation_id=conversation.id,
+        conversation_id=conversation.id if conversation else None,
         status="queued",
         tier=decision.tier,
         model=decision.model,
@@ -109,7 +121,7 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         route_reason=decision.reason,
         input={"messages": messages, "params": params},
         idempotency_key=request.idempotency_key,
-        user_message_id=user_message.id,
+        user_message_id=user_message.id if user_message else None,
         cache_key=cache_key,
     )
     try:
@@ -339,3 +351,17 @@ def wait_until_ended(job: Job) -> None:
             )
         if event is None and get(job.user_id, job.id).is_terminal:
             return  # ended without a stream (e.g. it could not be enqueued)
+
+
+def wait_for_answer(job: Job) -> Job:
+    """The job once it has succeeded; 504 past CHAT_WAIT_SECONDS, 502 if it did not succeed."""
+    if not job.is_terminal:
+        wait_until_ended(job)
+    job = get(job.user_id, job.id)
+    if job.status != "succeeded":
+        raise GenerationFailed(
+            job.error_message or f"The job ended {job.status}.",
+            code=job.error_code or f"job_{job.status}",
+            details={"job_id": str(job.id), "status": job.status},
+        )
+    return job

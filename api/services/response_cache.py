@@ -17,6 +17,7 @@ from typing import Any
 from flask import current_app
 
 from api.extensions import redis_store
+from api.services.prompts import model_messages
 
 # Bumped when the key material changes shape, so old entries are never misread.
 KEY_VERSION = 1
@@ -51,7 +52,7 @@ def key_for(
         "v": KEY_VERSION,
         "provider": config["LLM_PROVIDER"],
         "model": model,
-        "messages": [{"role": "system", "content": config["SYSTEM_PROMPT"]}, *messages],
+        "messages": model_messages(messages),
         "params": params,
         "tool_rounds": config["AGENT_MAX_TOOL_ROUNDS"] if params.get("tools") else 0,
         # "user" scope never shares answers between accounts, not even identical ones.

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from api import sse
+from api.resources.jobs import cache_header, cache_mode, idempotency_key
+from api.schemas.openai_compat import (
+    ChatCompletionRequestSchema,
+    ChatCompletionSchema,
+    ModelListSchema,
+)
+from api.security import auth_required, current_identity
+from api.services import jobs, openai_compat
+
+blp = Blueprint(
+    "openai",
+    __name__,
+    url_prefix="/v1",
+    description="OpenAI-compatible API: point an OpenAI client at /v1 with an API key",
+)
+
+
+@blp.route("/chat/completions", methods=["POST"])
+@auth_required
+@blp.arguments(ChatCompletionRequestSchema)
+@blp.response(200, ChatCompletionSchema)
+@blp.doc(responses={"200": {"description": "chat.completion, or with stream: true chunk frames"}})
+def chat_completions(payload):
+    """Create a chat completion (OpenAI's chat.completions)
+
+    Runs on the gateway's pipeline: routing (`auto`, `light`, `heavy` or a model name),
+    cache, quotas and usage apply. With `stream: true` the answer comes as
+    `chat.completion.chunk` frames ending with `data: [DONE]`; a failure mid-stream is an
+    error frame. Errors use OpenAI's shape.
+    """
+    request = openai_compat.job_request(
+        payload, idempotency_key=idempotency_key(), cache=cache_mode()
+    )
+    job, _created = jobs.submit(current_identity(), request)
+    headers = {"X-Job-ID": str(job.id), **cache_header(job)}
+    if payload["stream"]:
+        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        frames = openai_compat.chunks(
+            job, sse.job_events(job.id, None), include_usage=include_usage
+        )
+        return sse.event_stream(frames, headers)
+    job = jobs.wait_for_answer(job)
+    return openai_compat.completion(job), headers
+
+
+@blp.route("/models", methods=["GET"])
+@auth_required
+@blp.response(200, ModelListSchema)
+def list_models():
+    """The models this gateway serves: auto, the tiers and their configured models"""
+    return openai_compat.models()
