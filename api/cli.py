@@ -1,4 +1,4 @@
-"""Operator commands: create-admin, ensure-database, usage-cleanup."""
+"""Operator commands: create-admin, ensure-database, usage-cleanup, metrics-reset, batch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import create_engine, make_url, text
 
+from api.batch_cli import batch_cli
 from api.metrics import store as metrics_store
 from api.schemas.auth import RegisterSchema
 from api.services import accounts, admin_users, usage
@@ -83,3 +84,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(ensure_database)
     app.cli.add_command(usage_cleanup)
     app.cli.add_command(metrics_reset)
+    app.cli.add_command(batch_cli)

@@ -9,6 +9,7 @@ from api.errors import GatewayApi
 from api.resources import (
     admin,
     auth,
+    batches,
     chat,
     conversations,
     health,
@@ -25,6 +26,7 @@ BLUEPRINTS = [
     conversations.blp,
     jobs.blp,
     chat.blp,
+    batches.blp,
     admin.blp,
     metrics.blp,
     openai_compat.blp,

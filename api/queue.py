@@ -32,11 +32,19 @@ def celery_init_app(app: Flask) -> Celery:
     return celery_app
 
 
-def enqueue_job(job_id: uuid.UUID, tier: str) -> None:
+# On Redis, 0 is the highest priority (kombu's default steps: 0, 3, 6, 9). Interactive jobs
+# take the default; batch requests go last, so a person waiting is served first.
+BATCH_PRIORITY = 9
+
+
+def enqueue_job(job_id: uuid.UUID, tier: str, *, priority: int | None = None) -> None:
     """Put a job on its tier's queue (routed by task name)."""
     request_id = g.get("request_id") if has_request_context() else None
     current_app.extensions["celery"].send_task(
-        TASK_BY_TIER[tier], args=[str(job_id)], kwargs={"request_id": request_id}
+        TASK_BY_TIER[tier],
+        args=[str(job_id)],
+        kwargs={"request_id": request_id},
+        priority=priority,
     )
 
 

@@ -146,6 +146,11 @@ class Config:
         self.DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0)
         self.USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90)
 
+        # --- batches --------------------------------------------------------------------
+        self.BATCH_MAX_REQUESTS = env_int("BATCH_MAX_REQUESTS", 10_000)
+        # Largest batch body (JSON or JSONL upload); other requests keep MAX_CONTENT_LENGTH.
+        self.BATCH_MAX_BYTES = env_int("BATCH_MAX_BYTES", 20 * 1024 * 1024)
+
         # --- response cache --------------------------------------------------------------
         # Seconds an answer stays in the cache (0 turns the cache and single flight off).
         self.CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 3600)

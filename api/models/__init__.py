@@ -1,6 +1,7 @@
 """SQLAlchemy models; importing this package registers every table on db.metadata."""
 
 from api.models.api_key import ApiKey
+from api.models.batch import BATCH_STATUSES, Batch
 from api.models.conversation import Conversation
 from api.models.job import JOB_STATUSES, TERMINAL_STATUSES, TIERS, Job
 from api.models.message import MESSAGE_ROLES, Message
@@ -8,12 +9,14 @@ from api.models.usage import UsageRecord
 from api.models.user import ROLES, User
 
 __all__ = [
+    "BATCH_STATUSES",
     "JOB_STATUSES",
     "MESSAGE_ROLES",
     "ROLES",
     "TERMINAL_STATUSES",
     "TIERS",
     "ApiKey",
+    "Batch",
     "Conversation",
     "Job",
     "Message",

@@ -42,6 +42,8 @@ class Job(db.Model):
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_leader_job_id", "leader_job_id"),
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
+        UniqueConstraint("batch_id", "custom_id", name="uq_jobs_batch_custom_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -81,6 +83,9 @@ class Job(db.Model):
     cached: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=text("false")
     )
+    # A batch's request: its batch and the client's id for it.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    custom_id: Mapped[str | None] = mapped_column(String(64))
     # Single flight: this job waits for the identical job that is generating its answer.
     leader_job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL")

@@ -69,8 +69,9 @@ def claim(job_id: uuid.UUID, when: datetime) -> int | None:
 
 
 def count_in_flight(user_id: uuid.UUID) -> int:
+    """The user's interactive jobs queued or running (batch requests wait their turn)."""
     query = select(func.count()).where(
-        Job.user_id == user_id, Job.status.in_(("queued", "running"))
+        Job.user_id == user_id, Job.status.in_(("queued", "running")), Job.batch_id.is_(None)
     )
     return db.session.scalar(query) or 0
 

@@ -56,6 +56,13 @@ class InvalidInput(ServiceError):
     code = "validation_error"
 
 
+class InvalidBatch(ServiceError):
+    """A batch that cannot run as sent: nothing of it is stored or enqueued."""
+
+    status = 400
+    code = "invalid_batch"
+
+
 class GenerationFailed(ServiceError):
     status = 502
     code = "generation_failed"

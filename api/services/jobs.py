@@ -21,7 +21,7 @@ from api.repositories import jobs as jobs_repo
 from api.repositories import messages as messages_repo
 from api.repositories.pagination import Page
 from api.security import Identity
-from api.services import conversations, response_cache, routing, usage
+from api.services import batch_progress, conversations, response_cache, routing, usage
 from api.services.errors import (
     AnswerTimeout,
     Conflict,
@@ -88,11 +88,7 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     metrics.tag_request(tier=decision.tier)
 
     messages = [*history, {"role": "user", "content": request.message}]
-    params: dict[str, Any] = {
-        "tools": request.tools,
-        "max_tokens": request.max_tokens or current_app.config["DEFAULT_MAX_TOKENS"],
-        "temperature": request.temperature,
-    }
+    params = generation_params(request)
     cache_key = None
     if request.cache != "off" and response_cache.enabled():
         cache_key = response_cache.key_for(decision.model, messages, params, user_id)
@@ -110,16 +106,12 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
             Message(conversation_id=conversation.id, role="user", content=request.message)
         )
         conversation.updated_at = user_message.created_at
-    job = Job(
-        user_id=user_id,
-        api_key_id=identity.api_key_id,
+    job = new_job(
+        identity,
+        decision,
+        messages,
+        params,
         conversation_id=conversation.id if conversation else None,
-        status="queued",
-        tier=decision.tier,
-        model=decision.model,
-        route_score=decision.score,
-        route_reason=decision.reason,
-        input={"messages": messages, "params": params},
         idempotency_key=request.idempotency_key,
         user_message_id=user_message.id if user_message else None,
         cache_key=cache_key,
@@ -147,6 +139,36 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
             return job, True
     _enqueue(job)
     return job, True
+
+
+def generation_params(request: JobRequest) -> dict[str, Any]:
+    """Every parameter that shapes the answer (and so the cache key)."""
+    return {
+        "tools": request.tools,
+        "max_tokens": request.max_tokens or current_app.config["DEFAULT_MAX_TOKENS"],
+        "temperature": request.temperature,
+    }
+
+
+def new_job(
+    identity: Identity,
+    decision: routing.Decision,
+    messages: list[dict[str, str]],
+    params: dict[str, Any],
+    **fields: Any,
+) -> Job:
+    """A queued job for `messages`, routed by `decision` (not yet added to the session)."""
+    return Job(
+        user_id=identity.user_id,
+        api_key_id=identity.api_key_id,
+        status="queued",
+        tier=decision.tier,
+        model=decision.model,
+        route_score=decision.score,
+        route_reason=decision.reason,
+        input={"messages": messages, "params": params},
+        **fields,
+    )
 
 
 def _enqueue(job: Job) -> None:
@@ -299,6 +321,8 @@ def _after_end(
     if event is not None:
         event_writer(job.id).emit(*event)
     metrics.record_job(job)
+    if job.batch_id is not None:
+        batch_progress.settle(job.batch_id)
     if leads:
         response_cache.end_flight(job.cache_key, job.id)
         for follower_id in jobs_repo.waiting_follower_ids(job.id):

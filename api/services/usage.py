@@ -60,7 +60,12 @@ def check_submission_allowed(user_id: uuid.UUID) -> None:
                 details={"in_flight": in_flight, "limit": cap},
                 headers={"Retry-After": "5"},
             )
-    quota = config["DAILY_TOKEN_QUOTA"]
+    check_daily_quota(user_id)
+
+
+def check_daily_quota(user_id: uuid.UUID) -> None:
+    """429 when the user has used up today's generated tokens."""
+    quota = current_app.config["DAILY_TOKEN_QUOTA"]
     if quota:
         now = utcnow()
         midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from api.extensions import db
+from api.models import Batch, Job
+from api.repositories.pagination import Page, paginate
+
+
+def add(batch: Batch) -> Batch:
+    db.session.add(batch)
+    db.session.flush()
+    return batch
+
+
+def get_for_user(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch | None:
+    return db.session.scalar(select(Batch).where(Batch.id == batch_id, Batch.user_id == user_id))
+
+
+def list_page_for_user(user_id: uuid.UUID, page: int, page_size: int) -> Page:
+    query = (
+        select(Batch).where(Batch.user_id == user_id).order_by(Batch.created_at.desc(), Batch.id)
+    )
+    return paginate(query, page, page_size)
+
+
+def lock(batch_id: uuid.UUID) -> Batch | None:
+    query = (
+        select(Batch)
+        .where(Batch.id == batch_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalar(query)
+
+
+def job_counts(batch_id: uuid.UUID) -> dict[str, int]:
+    query = select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+    return {status: count for status, count in db.session.execute(query)}
+
+
+def in_flight(batch_id: uuid.UUID) -> bool:
+    query = select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(("queued", "running")))
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def cancel_queued(batch_id: uuid.UUID, when: datetime) -> list[Job]:
+    """queued → cancelled for every request of the batch that has not started."""
+    ids = db.session.scalars(
+        update(Job)
+        .where(Job.batch_id == batch_id, Job.status == "queued")
+        .values(status="cancelled", finished_at=when)
+        .returning(Job.id)
+    ).all()
+    if not ids:
+        return []
+    query = select(Job).where(Job.id.in_(ids)).execution_options(populate_existing=True)
+    return list(db.session.scalars(query))
+
+
+def fail_queued(batch_id: uuid.UUID, when: datetime, code: str) -> None:
+    db.session.execute(
+        update(Job)
+        .where(Job.batch_id == batch_id, Job.status == "queued")
+        .values(
+            status="failed",
+            finished_at=when,
+            error_code=code,
+            error_message="The job queue was unavailable when the batch was submitted.",
+        )
+    )
+
+
+def ended_jobs(batch_id: uuid.UUID):
+    query = (
+        select(Job)
+        .where(Job.batch_id == batch_id, Job.status.in_(("succeeded", "failed", "cancelled")))
+        .order_by(Job.created_at, Job.custom_id)
+        .execution_options(yield_per=500)
+    )
+    return db.session.scalars(query)

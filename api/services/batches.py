@@ -1,0 +1,269 @@
+"""Batches: many prompts at once, validated whole, run as low-priority jobs, read back as JSONL.
+
+A batch's state lives in PostgreSQL (the batch row and one job per request), so it
+survives restarts of the API and of the workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import marshmallow as ma
+from flask import current_app
+
+from api import metrics, queue
+from api.extensions import db
+from api.models import Batch, Job
+from api.models.base import utcnow
+from api.repositories import batches as batches_repo
+from api.repositories.pagination import Page
+from api.schemas.batches import BatchItemSchema, BatchLineSchema
+from api.security import Identity
+from api.services import jobs, openai_compat, routing, usage
+from api.services.batch_progress import settle
+from api.services.errors import Conflict, InvalidBatch, NotFound, ServiceError
+
+log = logging.getLogger(__name__)
+
+# Bad lines listed in a 400, at most: enough to fix a file, small enough to read.
+MAX_REPORTED_LINES = 100
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    custom_id: str
+    job: jobs.JobRequest
+
+
+def _invalid(problems: list[dict[str, Any]], total: int) -> InvalidBatch:
+    shown = problems[:MAX_REPORTED_LINES]
+    lines = ", ".join(str(problem["line"]) for problem in shown)
+    more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+    return InvalidBatch(
+        f"{len(problems)} of {total} batch requests are invalid (lines {lines}{more}); "
+        "nothing was submitted.",
+        details={"lines": shown, "invalid": len(problems), "total": total},
+    )
+
+
+def _check_size(count: int) -> None:
+    limit = current_app.config["BATCH_MAX_REQUESTS"]
+    if count == 0:
+        raise InvalidBatch("A batch needs at least one request.")
+    if count > limit:
+        raise InvalidBatch(
+            f"A batch holds at most {limit} requests; this one has {count}.",
+            details={"total": count, "limit": limit},
+        )
+
+
+def _parse(
+    entries: list[tuple[int, Any]], schema: ma.Schema, to_job
+) -> tuple[list[BatchRequest], list[dict[str, Any]]]:
+    """Validate every entry; (requests, problems). Lines count from 1."""
+    requests: list[BatchRequest] = []
+    problems: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    choices = routing.choices()
+    for line, entry in entries:
+        try:
+            data = schema.load(entry)
+        except ma.ValidationError as exc:
+            problems.append({"line": line, "errors": exc.messages})
+            continue
+        custom_id = data["custom_id"]
+        if custom_id in seen:
+            problems.append(
+                {"line": line, "errors": {"custom_id": [f"Repeats line {seen[custom_id]}."]}}
+            )
+            continue
+        seen[custom_id] = line
+        try:
+            job_request = to_job(data)
+        except ServiceError as exc:  # e.g. a model the gateway does not serve
+            problems.append({"line": line, "errors": {"model": [exc.message]}})
+            continue
+        if (job_request.model or "auto") not in choices:
+            message = f"Unknown model {job_request.model!r}; one of: {', '.join(choices)}."
+            problems.append({"line": line, "errors": {"model": [message]}})
+            continue
+        requests.append(BatchRequest(custom_id, job_request))
+    return requests, problems
+
+
+def _from_item(data: dict[str, Any]) -> jobs.JobRequest:
+    return jobs.JobRequest(
+        message=data["message"],
+        history=(),
+        model=data.get("model"),
+        tools=data.get("tools", True),
+        max_tokens=data.get("max_tokens"),
+        temperature=data.get("temperature"),
+    )
+
+
+def _from_line(data: dict[str, Any]) -> jobs.JobRequest:
+    return openai_compat.job_request(data["body"], idempotency_key=None, cache="off")
+
+
+def parse_items(items: Any) -> list[BatchRequest]:
+    """The gateway's JSON form: [{custom_id, message, model?, tools?, max_tokens?}]."""
+    _check_size(len(items))
+    requests, problems = _parse(list(enumerate(items, 1)), BatchItemSchema(), _from_item)
+    if problems:
+        raise _invalid(problems, len(items))
+    return requests
+
+
+def parse_jsonl(text: str) -> list[BatchRequest]:
+    """OpenAI's batch file: one {custom_id, method, url, body} per line."""
+    entries: list[tuple[int, Any]] = []
+    problems: list[dict[str, Any]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            entries.append((number, json.loads(raw)))
+        except ValueError:
+            problems.append({"line": number, "errors": {"_line": ["Not valid JSON."]}})
+    total = len(entries) + len(problems)
+    _check_size(total)
+    requests, invalid = _parse(entries, BatchLineSchema(), _from_line)
+    problems = sorted(problems + invalid, key=lambda problem: problem["line"])
+    if problems:
+        raise _invalid(problems, total)
+    return requests
+
+
+def create(
+    identity: Identity,
+    requests: list[BatchRequest],
+    *,
+    input_format: str,
+    metadata: dict[str, Any] | None = None,
+) -> Batch:
+    """Store the batch and its jobs in one commit, then enqueue them at batch priority."""
+    usage.check_daily_quota(identity.user_id)
+    now = utcnow()
+    batch = batches_repo.add(
+        Batch(
+            user_id=identity.user_id,
+            api_key_id=identity.api_key_id,
+            status="in_progress",
+            input_format=input_format,
+            total=len(requests),
+            meta=metadata,
+            in_progress_at=now,
+        )
+    )
+    batch_jobs = []
+    for request in requests:
+        job_request = request.job
+        history = list(job_request.history or ())
+        decision = routing.choose(job_request.model, job_request.message, history)
+        messages = [*history, {"role": "user", "content": job_request.message}]
+        batch_jobs.append(
+            jobs.new_job(
+                identity,
+                decision,
+                messages,
+                jobs.generation_params(job_request),
+                batch_id=batch.id,
+                custom_id=request.custom_id,
+            )
+        )
+    db.session.add_all(batch_jobs)
+    db.session.commit()
+    try:
+        for job in batch_jobs:
+            queue.enqueue_job(job.id, job.tier, priority=queue.BATCH_PRIORITY)
+    except Exception as exc:
+        # The jobs stay queued in PostgreSQL; a cancel ends them cleanly.
+        log.error("enqueue failed for batch %s: %s", batch.id, exc.__class__.__name__)
+        batches_repo.fail_queued(batch.id, utcnow(), "queue_unavailable")
+        batch.status, batch.failed_at = "failed", utcnow()
+        db.session.commit()
+    return batch
+
+
+def get(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
+    batch = batches_repo.get_for_user(user_id, batch_id)
+    if batch is None:
+        raise NotFound("Batch not found.")
+    return batch
+
+
+def list_page(user_id: uuid.UUID, page: int, page_size: int) -> Page:
+    result = batches_repo.list_page_for_user(user_id, page, page_size)
+    for batch in result.items:
+        with_counts(batch)
+    return result
+
+
+def with_counts(batch: Batch) -> Batch:
+    """The batch with `request_counts` filled in from its jobs, as they are now."""
+    by_status = batches_repo.job_counts(batch.id)
+    batch.request_counts = {
+        "total": batch.total,
+        "completed": by_status.get("succeeded", 0),
+        "failed": by_status.get("failed", 0),
+        "cancelled": by_status.get("cancelled", 0),
+        "pending": by_status.get("queued", 0) + by_status.get("running", 0),
+    }
+    return batch
+
+
+def cancel(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
+    """Requests not started never run; running ones finish; results so far stay readable."""
+    batch = get(user_id, batch_id)
+    if batch.is_ended:
+        raise Conflict(f"The batch has already ended ({batch.status}).")
+    now = utcnow()
+    batch.status, batch.cancelling_at = "cancelling", batch.cancelling_at or now
+    cancelled = batches_repo.cancel_queued(batch.id, now)
+    for job in cancelled:
+        usage.record_job(job)
+    db.session.commit()
+    for job in cancelled:
+        metrics.record_job(job)
+    settle(batch.id)
+    db.session.refresh(batch)
+    return batch
+
+
+def _result(job: Job) -> dict[str, Any]:
+    response = error = None
+    if job.status == "succeeded":
+        prompt, completion = job.prompt_tokens or 0, job.completion_tokens or 0
+        response = {
+            "content": job.output or "",
+            "model": job.model,
+            "tier": job.tier,
+            "finish_reason": job.finish_reason,
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+    else:
+        code = job.error_code or ("cancelled" if job.status == "cancelled" else "failed")
+        error = {"code": code, "message": job.error_message or f"The request was {job.status}."}
+    return {
+        "id": f"batch_req_{job.id.hex}",
+        "custom_id": job.custom_id,
+        "status": job.status,
+        "response": response,
+        "error": error,
+    }
+
+
+def results(batch: Batch) -> Iterator[str]:
+    """One JSON line per ended request, in submission order."""
+    for job in batches_repo.ended_jobs(batch.id):
+        yield json.dumps(_result(job), ensure_ascii=False, separators=(",", ":")) + "\n"
