@@ -65,7 +65,10 @@ def _field_problems(messages: Any, path: str = "") -> list[tuple[str, str]]:
         return [
             problem
             for name, inner in messages.items()
-            for problem in _field_problems(inner, f"{path}.{name}" if path else str(name))
+            # marshmallow files whole-object errors under "_schema": they belong to the parent
+            for problem in _field_problems(
+                inner, path if name == "_schema" else f"{path}.{name}" if path else str(name)
+            )
         ]
     if isinstance(messages, list):
         return [(path, str(message)) for message in messages]
@@ -79,12 +82,15 @@ def _openai_error(status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any
     """
     details = body.get("details")
     fields = details.get("json") if isinstance(details, dict) else None
-    problems = _field_problems(fields) if fields else []
-    message = "; ".join(f"{path}: {text}" for path, text in problems) or body["message"]
+    problems = _field_problems(fields) if isinstance(fields, dict) else []
+    message = "; ".join(f"{path}: {text}" if path else text for path, text in problems)
+    message = message or body["message"]
+    if isinstance(details, dict) and details.get("job_id"):  # e.g. a 504: the job goes on
+        message += f" (job {details['job_id']}: GET /api/jobs/{details['job_id']})"
     if status == 422:
         status = 400
     kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    param = problems[0][0] if problems else None
+    param = next((path for path, _text in problems if path), None)
     return status, {"message": message, "type": kind, "param": param, "code": body["code"]}
 
 
@@ -109,6 +115,8 @@ def error_response(
             status, body = _openai_error(status, body)
     response = jsonify({"error": body})
     response.status_code = status
+    if isinstance(details, dict) and details.get("job_id"):
+        response.headers["X-Job-ID"] = str(details["job_id"])
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
