@@ -24,6 +24,9 @@ def server_config() -> dict:
     return {
         "host": os.environ.get("LOCAL_LLM_HOST", "127.0.0.1"),
         "port": int(os.environ.get("LOCAL_LLM_PORT", "8081")),
+        # By default a new request cuts off the one being generated; the workers send
+        # several at once (a batch, or a queue's concurrency), so they must wait instead.
+        "interrupt_requests": False,
         "models": [
             {
                 "model": model_path,

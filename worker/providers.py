@@ -53,6 +53,9 @@ def chat_model(
             http_async_client=async_client,
             max_retries=0,  # retries are ours, and only before the first token
             stream_usage=True,
+            # langchain-openai sends only max_completion_tokens; llama.cpp's server reads
+            # max_tokens alone and would otherwise generate without a limit.
+            extra_body={"max_tokens": max_tokens},
         )
     from langchain_ollama import ChatOllama
 
