@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import openai
 import pytest
 import requests
 
@@ -124,3 +126,47 @@ def test_a_prompt_reaches_the_real_model_and_its_tokens_stream_back(dev_stack, a
         assert [m["role"] for m in conversation["messages"]] == ["user", "assistant"]
         assert conversation["messages"][1]["content"] == text
         assert conversation["messages"][1]["model"] == stored["model"]
+
+
+def test_the_openai_package_gets_real_answers_within_its_token_limit(dev_stack, app):
+    base = dev_stack.url
+    token = register_over_http(base, "sdk@example.com", PASSWORD)["access_token"]
+    key = requests.post(
+        f"{base}/api/user/api-keys",
+        json={"name": "sdk"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()["key"]
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
+    questions = [f"Name a color, number {n}." for n in range(3)]
+
+    # Several at once: the model server queues them, none is cut off by another.
+    with ThreadPoolExecutor(len(questions)) as pool:
+        replies = list(
+            pool.map(
+                lambda question: client.chat.completions.create(
+                    model="light",
+                    messages=[{"role": "user", "content": question}],
+                    max_tokens=12,
+                ),
+                questions,
+            )
+        )
+    for reply in replies:
+        assert reply.choices[0].message.content.strip()
+        assert "w0 w1" not in reply.choices[0].message.content
+        assert reply.choices[0].finish_reason in ("stop", "length")
+        assert 1 <= reply.usage.completion_tokens <= 12  # the limit reached llama.cpp
+
+    chunks = list(
+        client.chat.completions.create(
+            model="heavy",
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 12
