@@ -11,7 +11,7 @@ from typing import Any
 import marshmallow as ma
 import redis
 import sqlalchemy.exc
-from flask import Flask, current_app, g, has_request_context, jsonify, request
+from flask import Flask, g, has_request_context, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
@@ -158,7 +158,8 @@ class GatewayApi(Api):
         elif status in (400, 422) and details is not None:
             message = _validation_message(details)
         elif status == 413:
-            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            # The request's own limit: some endpoints (batches) allow more than the default.
+            limit = request.max_content_length
             message = f"The request body is larger than the limit of {limit} bytes."
         elif status == 429:
             message = f"Rate limit exceeded ({error.description}); retry after Retry-After seconds."

@@ -47,12 +47,12 @@ def in_flight(batch_id: uuid.UUID) -> bool:
     return db.session.scalar(query.limit(1)) is not None
 
 
-def cancel_queued(batch_id: uuid.UUID, when: datetime) -> list[Job]:
-    """queued → cancelled for every request of the batch that has not started."""
+def _end_queued(batch_id: uuid.UUID, **values) -> list[Job]:
+    """End every request of the batch that has not started; the jobs, as now stored."""
     ids = db.session.scalars(
         update(Job)
         .where(Job.batch_id == batch_id, Job.status == "queued")
-        .values(status="cancelled", finished_at=when)
+        .values(**values)
         .returning(Job.id)
     ).all()
     if not ids:
@@ -61,16 +61,17 @@ def cancel_queued(batch_id: uuid.UUID, when: datetime) -> list[Job]:
     return list(db.session.scalars(query))
 
 
-def fail_queued(batch_id: uuid.UUID, when: datetime, code: str) -> None:
-    db.session.execute(
-        update(Job)
-        .where(Job.batch_id == batch_id, Job.status == "queued")
-        .values(
-            status="failed",
-            finished_at=when,
-            error_code=code,
-            error_message="The job queue was unavailable when the batch was submitted.",
-        )
+def cancel_queued(batch_id: uuid.UUID, when: datetime) -> list[Job]:
+    return _end_queued(batch_id, status="cancelled", finished_at=when)
+
+
+def fail_queued(batch_id: uuid.UUID, when: datetime, code: str) -> list[Job]:
+    return _end_queued(
+        batch_id,
+        status="failed",
+        finished_at=when,
+        error_code=code,
+        error_message="The job queue was unavailable when the batch was submitted.",
     )
 
 

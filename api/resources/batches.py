@@ -10,7 +10,7 @@ from api.http_guards import accepts_uploads
 from api.schemas.batches import BatchCreateSchema, BatchPageSchema, BatchQuerySchema, BatchSchema
 from api.security import auth_required, current_identity
 from api.services import batches
-from api.services.errors import InvalidBatch, InvalidInput
+from api.services.errors import InvalidBatch, InvalidInput, ServiceError
 
 blp = Blueprint("batches", __name__, url_prefix="/api/batches", description="Batches")
 
@@ -31,8 +31,11 @@ def _parse_request() -> tuple[list[batches.BatchRequest], str, dict | None]:
         if request.mimetype == "multipart/form-data" and "file" not in request.files:
             raise InvalidBatch("Upload the JSONL file in the form field 'file'.")
         return batches.parse_jsonl(_uploaded_text()), "jsonl", None
+    body = request.get_json(silent=True)
+    if body is None:  # a 400, as on every other endpoint
+        raise ServiceError("The request body is not valid JSON.")
     try:
-        payload = BatchCreateSchema().load(request.get_json(silent=True) or {})
+        payload = BatchCreateSchema().load(body)
     except ma.ValidationError as exc:
         raise InvalidInput(
             "The batch is invalid (see details).", details={"json": exc.messages}

@@ -185,9 +185,13 @@ def create(
     except Exception as exc:
         # The jobs stay queued in PostgreSQL; a cancel ends them cleanly.
         log.error("enqueue failed for batch %s: %s", batch.id, exc.__class__.__name__)
-        batches_repo.fail_queued(batch.id, utcnow(), "queue_unavailable")
+        failed = batches_repo.fail_queued(batch.id, utcnow(), "queue_unavailable")
+        for job in failed:
+            usage.record_job(job)
         batch.status, batch.failed_at = "failed", utcnow()
         db.session.commit()
+        for job in failed:
+            metrics.record_job(job)
     return batch
 
 
@@ -220,8 +224,11 @@ def with_counts(batch: Batch) -> Batch:
 
 def cancel(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
     """Requests not started never run; running ones finish; results so far stay readable."""
-    batch = get(user_id, batch_id)
+    get(user_id, batch_id)  # 404 unless it is the user's
+    # Locked, so a last request ending right now cannot complete it under the cancel.
+    batch = batches_repo.lock(batch_id)
     if batch.is_ended:
+        db.session.rollback()
         raise Conflict(f"The batch has already ended ({batch.status}).")
     now = utcnow()
     batch.status, batch.cancelling_at = "cancelling", batch.cancelling_at or now
