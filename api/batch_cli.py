@@ -55,17 +55,20 @@ def submit(file: Path, email: str) -> None:
     _show(batch)
 
 
+def _owned(batch_id: uuid.UUID, email: str):
+    try:
+        return batches.get(_owner(email).id, batch_id)
+    except ServiceError as exc:
+        raise _fail(exc) from exc
+
+
 @batch_cli.command("status")
 @with_appcontext
 @click.argument("batch_id", type=click.UUID)
 @click.option("--user", "email", required=True, help="The batch's owner.")
 def status(batch_id: uuid.UUID, email: str) -> None:
     """Print a batch's status and request counts."""
-    try:
-        batch = batches.get(_owner(email).id, batch_id)
-    except ServiceError as exc:
-        raise _fail(exc) from exc
-    _show(batch)
+    _show(_owned(batch_id, email))
 
 
 @batch_cli.command("results")
@@ -74,9 +77,5 @@ def status(batch_id: uuid.UUID, email: str) -> None:
 @click.option("--user", "email", required=True, help="The batch's owner.")
 def results(batch_id: uuid.UUID, email: str) -> None:
     """Print the ended requests' results as JSON Lines."""
-    try:
-        batch = batches.get(_owner(email).id, batch_id)
-    except ServiceError as exc:
-        raise _fail(exc) from exc
-    for line in batches.results(batch):
+    for line in batches.results(_owned(batch_id, email)):
         click.echo(line, nl=False)

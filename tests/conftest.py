@@ -122,6 +122,15 @@ def clean_state(app, redis_client: redis.Redis) -> None:
 
 
 @pytest.fixture
+def clean_after(app, redis_client):
+    """Clean up after the test too, for tests that leave jobs queued without a worker: a
+    worker started by a later (integration) test would otherwise pick them up while that
+    test cleans the database."""
+    yield
+    clean_state(app, redis_client)
+
+
+@pytest.fixture
 def app(migrated_database, test_config, redis_client):
     app = create_app(test_config)
     clean_state(app, redis_client)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import requests
+
+from api import create_app
+from api.extensions import db
+from api.models import UsageRecord
+from config.settings import TestingConfig
 
 ERROR_FIELDS = {"code", "message", "request_id", "details"}
 
@@ -47,3 +55,40 @@ def register_over_http(base: str, email: str, password: str) -> dict:
     )
     assert login.status_code == 200, login.text
     return {"id": created.json()["id"], **login.json()}
+
+
+def app_with(monkeypatch, **env):
+    """A fresh app built after setting `env` (the settings are read when the config is built)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    return create_app(TestingConfig())
+
+
+def add_usage(
+    app, user_id: str, prompt: int, completion: int, created_at: datetime | None = None
+) -> None:
+    """A usage row of a generated light answer, as a finished job leaves one."""
+    with app.app_context():
+        db.session.add(
+            UsageRecord(
+                user_id=uuid.UUID(user_id),
+                model="llama3.2:3b",
+                tier="light",
+                status="succeeded",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                created_at=created_at or datetime.now(UTC) - timedelta(seconds=5),
+            )
+        )
+        db.session.commit()
+
+
+def batch_counts(total: int, completed=0, failed=0, cancelled=0, pending=0) -> dict:
+    """A batch's request_counts."""
+    return {
+        "total": total,
+        "completed": completed,
+        "failed": failed,
+        "cancelled": cancelled,
+        "pending": pending,
+    }

@@ -26,8 +26,10 @@ from api.repositories import jobs as jobs_repo
 from api.services import batches as batches_service
 from api.services import jobs as jobs_service
 from config.settings import TestingConfig
-from tests.conftest import clean_state, register_and_login
-from tests.helpers import error_of
+from tests.conftest import register_and_login
+from tests.helpers import app_with, batch_counts, error_of
+
+pytestmark = pytest.mark.usefixtures("clean_after")
 
 BATCHES = "/api/batches"
 JOBS = "/api/jobs"
@@ -58,21 +60,6 @@ RESULT_FIELDS = {"id", "custom_id", "status", "response", "error"}
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _leave_no_queued_messages(app, redis_client):
-    """Clean up after each test too: a Celery worker started by a later test (integration)
-    would otherwise pick up the batch requests left queued here."""
-    yield
-    clean_state(app, redis_client)
-
-
-def app_with(monkeypatch, **env):
-    """A fresh app built after setting `env` (the settings are read when the config is built)."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, str(value))
-    return create_app(TestingConfig())
 
 
 def unique(text: str) -> str:
@@ -150,16 +137,6 @@ def results_of(client, account, batch_id: str) -> list[dict]:
 
 def cancel(client, account, batch_id: str):
     return client.post(f"{BATCHES}/{batch_id}/cancel", headers=account.headers)
-
-
-def counts(total: int, completed=0, failed=0, cancelled=0, pending=0) -> dict:
-    return {
-        "total": total,
-        "completed": completed,
-        "failed": failed,
-        "cancelled": cancelled,
-        "pending": pending,
-    }
 
 
 def stored_jobs(app, batch_id: str | None = None) -> list[Job]:
@@ -265,7 +242,7 @@ def test_a_json_batch_is_202_and_each_request_is_a_queued_job(app, client, alice
     assert batch["status"] == "in_progress"
     assert batch["input_format"] == "json"
     assert batch["metadata"] == {"project": "docs", "run": "7"}
-    assert batch["request_counts"] == counts(3, pending=3)
+    assert batch["request_counts"] == batch_counts(3, pending=3)
     assert batch["created_at"] and batch["in_progress_at"]
     for name in ("completed_at", "cancelling_at", "cancelled_at", "failed_at"):
         assert batch[name] is None, name
@@ -347,7 +324,7 @@ def test_a_jsonl_body_is_a_batch_in_openais_line_format(app, client, alice, cont
 
     assert batch["input_format"] == "jsonl"
     assert batch["metadata"] is None
-    assert batch["request_counts"] == counts(3, pending=3)
+    assert batch["request_counts"] == batch_counts(3, pending=3)
     jobs = {job.custom_id: job for job in stored_jobs(app, batch["id"])}
     assert set(jobs) == {"by-name", "auto", "heavy"}
     assert all(job.status == "queued" and job.conversation_id is None for job in jobs.values())
@@ -370,7 +347,7 @@ def test_a_jsonl_file_can_be_uploaded_in_the_form_field_file(app, client, alice)
     batch = accepted(post_upload(client, alice, text.encode()))
 
     assert batch["input_format"] == "jsonl"
-    assert batch["request_counts"] == counts(2, pending=2)
+    assert batch["request_counts"] == batch_counts(2, pending=2)
     jobs = stored_jobs(app, batch["id"])
     assert [(job.custom_id, job.tier) for job in jobs] == [("one", "light"), ("two", "heavy")]
 
@@ -714,9 +691,9 @@ def test_the_batch_list_is_the_users_own_newest_first_and_paginated(client, alic
     for batch in listed:
         assert set(batch) == BATCH_FIELDS
     assert [batch["request_counts"] for batch in listed] == [
-        counts(3, pending=3),
-        counts(2, pending=2),
-        counts(1, pending=1),
+        batch_counts(3, pending=3),
+        batch_counts(2, pending=2),
+        batch_counts(1, pending=1),
     ]
     assert listed[0]["metadata"] == {"n": "2"}
     assert [batch["id"] for batch in others.get_json()["items"]] == [bobs]
@@ -738,7 +715,7 @@ def test_the_batch_completes_when_its_last_request_ends(app, client, alice):
     start(app, second.id)
     after_one = get_batch(client, alice, batch["id"])
     assert after_one["status"] == "in_progress"
-    assert after_one["request_counts"] == counts(3, completed=1, pending=2)
+    assert after_one["request_counts"] == batch_counts(3, completed=1, pending=2)
     assert [r["custom_id"] for r in results_of(client, alice, batch["id"])] == ["req-0"]
 
     finish(app, second.id, "failed", error_code="model_error", error_message="It broke.")
@@ -748,7 +725,7 @@ def test_the_batch_completes_when_its_last_request_ends(app, client, alice):
     assert ended["status"] == "completed"
     assert ended["completed_at"] is not None
     assert ended["cancelled_at"] is None and ended["failed_at"] is None
-    assert ended["request_counts"] == counts(3, completed=2, failed=1)
+    assert ended["request_counts"] == batch_counts(3, completed=2, failed=1)
     results = results_of(client, alice, batch["id"])
     assert [(r["custom_id"], r["status"]) for r in results] == [
         ("req-0", "succeeded"),
@@ -791,7 +768,7 @@ def test_cancelling_a_batch_that_nothing_runs_cancels_every_request(
     assert cancelled["status"] == "cancelled"
     assert cancelled["cancelling_at"] is not None and cancelled["cancelled_at"] is not None
     assert cancelled["completed_at"] is None
-    assert cancelled["request_counts"] == counts(3, cancelled=3)
+    assert cancelled["request_counts"] == batch_counts(3, cancelled=3)
     assert get_batch(client, alice, batch["id"]) == cancelled
     jobs = stored_jobs(app, batch["id"])
     assert all(job.status == "cancelled" and job.finished_at for job in jobs)
@@ -827,7 +804,7 @@ def test_cancelling_lets_running_requests_finish_then_the_batch_is_cancelled(app
     cancelling = response.get_json()
     assert cancelling["status"] == "cancelling"
     assert cancelling["cancelling_at"] is not None and cancelling["cancelled_at"] is None
-    assert cancelling["request_counts"] == counts(3, cancelled=2, pending=1)
+    assert cancelling["request_counts"] == batch_counts(3, cancelled=2, pending=1)
     by_id = {job.id: job for job in stored_jobs(app, batch["id"])}
     assert by_id[running.id].status == "running"
     assert {by_id[job.id].status for job in queued} == {"cancelled"}
@@ -853,7 +830,7 @@ def test_cancelling_lets_running_requests_finish_then_the_batch_is_cancelled(app
     ended = get_batch(client, alice, batch["id"])
     assert ended["status"] == "cancelled"
     assert ended["cancelled_at"] is not None and ended["completed_at"] is None
-    assert ended["request_counts"] == counts(3, completed=1, cancelled=2)
+    assert ended["request_counts"] == batch_counts(3, completed=1, cancelled=2)
     results = results_of(client, alice, batch["id"])
     assert [(r["custom_id"], r["status"]) for r in results] == [
         ("req-0", "succeeded"),
@@ -884,7 +861,7 @@ def test_a_cancel_racing_the_last_request_leaves_the_completed_batch_alone(
 
     monkeypatch.undo()
     ended = get_batch(client, alice, batch["id"])
-    assert ended["request_counts"] == counts(1, completed=1)
+    assert ended["request_counts"] == batch_counts(1, completed=1)
     assert (ended["status"], ended["cancelled_at"]) == ("completed", None), ended
 
 
@@ -898,7 +875,7 @@ def test_cancelling_a_batch_request_as_a_job_ends_the_batch_when_it_is_the_last(
     assert response.status_code == 202, response.get_json()
     ended = get_batch(client, alice, batch["id"])
     assert ended["status"] == "completed"
-    assert ended["request_counts"] == counts(2, completed=1, cancelled=1)
+    assert ended["request_counts"] == batch_counts(2, completed=1, cancelled=1)
 
 
 def test_a_batch_whose_queue_is_unreachable_is_failed(monkeypatch, app, redis_client):
@@ -910,7 +887,7 @@ def test_a_batch_whose_queue_is_unreachable_is_failed(monkeypatch, app, redis_cl
 
     assert batch["status"] == "failed"
     assert batch["failed_at"] is not None
-    assert batch["request_counts"] == counts(2, failed=2)
+    assert batch["request_counts"] == batch_counts(2, failed=2)
     results = results_of(client, account, batch["id"])
     assert [r["error"]["code"] for r in results] == ["queue_unavailable"] * 2
     error_of(cancel(client, account, batch["id"]), 409, "conflict")
@@ -998,7 +975,7 @@ def test_the_cli_submits_a_jsonl_file_and_reads_its_status_and_results(
     assert set(batch) == BATCH_FIELDS
     assert batch["status"] == "in_progress"
     assert batch["input_format"] == "jsonl"
-    assert batch["request_counts"] == counts(2, pending=2)
+    assert batch["request_counts"] == batch_counts(2, pending=2)
     assert batch["links"]["results"] == f"{BATCHES}/{batch['id']}/results"
     jobs = stored_jobs(app, batch["id"])
     assert [(job.custom_id, job.tier) for job in jobs] == [("first", "light"), ("second", "heavy")]
@@ -1008,7 +985,7 @@ def test_the_cli_submits_a_jsonl_file_and_reads_its_status_and_results(
 
     status = _cli(app, "status", batch["id"], "--user", alice.email)
     assert status.exit_code == 0, status.output
-    assert json.loads(status.stdout)["request_counts"] == counts(2, pending=2)
+    assert json.loads(status.stdout)["request_counts"] == batch_counts(2, pending=2)
     nothing_yet = _cli(app, "results", batch["id"], "--user", alice.email)
     assert nothing_yet.exit_code == 0, nothing_yet.output
     assert nothing_yet.stdout == ""
@@ -1020,7 +997,7 @@ def test_the_cli_submits_a_jsonl_file_and_reads_its_status_and_results(
     results = _cli(app, "results", batch["id"], "--user", alice.email)
 
     assert json.loads(status.stdout)["status"] == "cancelled"
-    assert json.loads(status.stdout)["request_counts"] == counts(2, completed=1, cancelled=1)
+    assert json.loads(status.stdout)["request_counts"] == batch_counts(2, completed=1, cancelled=1)
     assert results.exit_code == 0, results.output
     lines = [json.loads(raw) for raw in results.stdout.splitlines()]
     assert lines == results_of(client, alice, batch["id"])

@@ -11,18 +11,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api import create_app
-from api.extensions import db
 from api.metrics import store
-from api.models import JOB_STATUSES, UsageRecord
-from config.settings import TestingConfig
-from tests.conftest import clean_state, register_and_login
-from tests.helpers import bearer, error_of
+from api.models import JOB_STATUSES
+from tests.conftest import register_and_login
+from tests.helpers import add_usage, app_with, bearer, error_of
+
+pytestmark = pytest.mark.usefixtures("clean_after")
 
 METRICS = "/api/metrics"
 PROMETHEUS = "/metrics"
@@ -35,21 +34,6 @@ OBSERVED = {"count", *PERCENTILES}
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _leave_no_queued_messages(app, redis_client):
-    """Clean up after each test too: a Celery worker started by a later test (integration)
-    would otherwise pick up the jobs left queued here while that test cleans the database."""
-    yield
-    clean_state(app, redis_client)
-
-
-def app_with(monkeypatch, **env):
-    """A fresh app built after setting `env` (the settings are read when the config is built)."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, str(value))
-    return create_app(TestingConfig())
 
 
 def reset_metrics(app) -> None:
@@ -98,22 +82,6 @@ def requests_by_series(samples: dict[str, list]) -> dict[tuple[str, str, str], i
 
 def submit(client, account, message: str, model: str = "light"):
     return client.post(JOBS, json={"message": message, "model": model}, headers=account.headers)
-
-
-def add_usage(app, user_id: str, prompt: int, completion: int) -> None:
-    with app.app_context():
-        db.session.add(
-            UsageRecord(
-                user_id=uuid.UUID(user_id),
-                model="llama3.2:3b",
-                tier="light",
-                status="succeeded",
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                created_at=datetime.now(UTC) - timedelta(seconds=5),
-            )
-        )
-        db.session.commit()
 
 
 # --- who may read them -------------------------------------------------------------------

@@ -17,12 +17,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from api import create_app
 from api.extensions import db
 from api.models import Conversation, Job, UsageRecord
-from config.settings import TestingConfig
 from tests.conftest import PASSWORD, start_gunicorn, stop_gunicorn
-from tests.helpers import bearer, error_of, register_over_http
+from tests.helpers import add_usage, app_with, bearer, error_of, register_over_http
 
 ME = "/api/user/me"
 CONVERSATIONS = "/api/conversations/"
@@ -31,13 +29,6 @@ USERS = "/api/admin/users"
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def app_with(monkeypatch, **env):
-    """A fresh app built after setting `env` (the limits are read when the config is built)."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, str(value))
-    return create_app(TestingConfig())
 
 
 def limit_headers(response) -> tuple[int, int, int]:
@@ -84,22 +75,6 @@ def count_rows(app, model, user_id: str) -> int:
     with app.app_context():
         query = select(func.count()).select_from(model).where(model.user_id == uuid.UUID(user_id))
         return db.session.scalar(query)
-
-
-def add_usage(app, user_id: str, prompt: int, completion: int, created_at: datetime) -> None:
-    with app.app_context():
-        db.session.add(
-            UsageRecord(
-                user_id=uuid.UUID(user_id),
-                model="llama3.2:3b",
-                tier="light",
-                status="succeeded",
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                created_at=created_at,
-            )
-        )
-        db.session.commit()
 
 
 def usage_created_ats(app) -> list[datetime]:

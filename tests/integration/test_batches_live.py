@@ -22,6 +22,7 @@ from api.extensions import db
 from api.models import Job, UsageRecord
 from tests.conftest import start_gunicorn, stop_gunicorn
 from tests.fakes.ollama import DEFAULT_MODELS, numbered_words
+from tests.helpers import batch_counts
 from tests.integration.conftest import Client, wait_for_status
 
 pytestmark = pytest.mark.live
@@ -90,16 +91,6 @@ def results_of(client: Client, batch_id: str) -> dict[str, dict]:
     by_id = {result["custom_id"]: result for result in lines}
     assert len(by_id) == len(lines), [result["custom_id"] for result in lines]
     return by_id
-
-
-def counts(total: int, completed=0, failed=0, cancelled=0, pending=0) -> dict:
-    return {
-        "total": total,
-        "completed": completed,
-        "failed": failed,
-        "cancelled": cancelled,
-        "pending": pending,
-    }
 
 
 def requests_mentioning(fake, text: str) -> list[dict]:
@@ -204,7 +195,7 @@ def test_a_json_batch_runs_on_both_tiers_and_its_results_name_every_request(
 
     assert batch["status"] == "completed", batch
     assert batch["completed_at"] is not None and batch["cancelled_at"] is None
-    assert batch["request_counts"] == counts(4, completed=4)
+    assert batch["request_counts"] == batch_counts(4, completed=4)
     assert batch["metadata"] == {"run": "nightly"}
     results = results_of(alice_http, submitted["id"])
     assert set(results) == set(prompts)
@@ -241,7 +232,7 @@ def test_a_jsonl_batch_with_a_request_failing_at_the_model_completes_with_one_fa
 
     assert batch["status"] == "completed", batch
     assert batch["input_format"] == "jsonl"
-    assert batch["request_counts"] == counts(4, completed=3, failed=1)
+    assert batch["request_counts"] == batch_counts(4, completed=3, failed=1)
     results = results_of(alice_http, batch["id"])
     assert set(results) == {*prompts, "doomed"}
     for custom_id, prompt in prompts.items():
@@ -272,7 +263,7 @@ def test_cancel_mid_run_stops_queued_requests_and_lets_running_ones_finish(
     assert response.status_code == 202, response.text
     cancelling = response.json()
     assert cancelling["status"] == "cancelling"
-    assert cancelling["request_counts"] == counts(10, cancelled=6, pending=4)
+    assert cancelling["request_counts"] == batch_counts(10, cancelled=6, pending=4)
     # Results so far stay readable while it winds down: the cancelled ones.
     so_far = results_of(alice_http, submitted["id"])
     assert {r["status"] for r in so_far.values()} == {"cancelled"} and len(so_far) == 6
@@ -281,7 +272,7 @@ def test_cancel_mid_run_stops_queued_requests_and_lets_running_ones_finish(
 
     assert batch["status"] == "cancelled", batch
     assert batch["cancelling_at"] and batch["cancelled_at"] and not batch["completed_at"]
-    assert batch["request_counts"] == counts(10, completed=4, cancelled=6)
+    assert batch["request_counts"] == batch_counts(10, completed=4, cancelled=6)
     results = results_of(alice_http, submitted["id"])
     assert set(results) == set(prompts)
     ran = {c for c, result in results.items() if result["status"] == "succeeded"}
@@ -375,7 +366,7 @@ def test_a_batch_survives_a_worker_restart_with_every_result_once(
             light.start()
 
     assert batch["status"] == "completed", batch
-    assert batch["request_counts"] == counts(12, completed=12)
+    assert batch["request_counts"] == batch_counts(12, completed=12)
     results = results_of(alice_http, submitted["id"])
     assert set(results) == set(prompts)
     for custom_id, prompt in prompts.items():
@@ -410,7 +401,7 @@ def test_a_batch_submitted_to_one_api_server_is_read_from_another(
     assert batch["status"] == "completed", batch
     assert batch["id"] == submitted["id"] and batch["created_at"] == submitted["created_at"]
     assert batch["input_format"] == "jsonl"
-    assert batch["request_counts"] == counts(6, completed=6)
+    assert batch["request_counts"] == batch_counts(6, completed=6)
     results = results_of(alice_http, submitted["id"])
     assert set(results) == set(prompts)
     for custom_id, prompt in prompts.items():
