@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services lint format test run dev migrate create-admin lock clean
+.PHONY: install services deploy-tools lint format test run dev migrate create-admin lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ install: $(STAMP)
 services:
 	@bash scripts/ensure_services.sh
 
+# Debian's nginx and docker-compose check the production stack's files (tests/deploy);
+# without them (not Debian, not root) those tests are skipped.
+deploy-tools:
+	@bash scripts/ensure_deploy_tools.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,7 +33,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install services lint
+test: install services deploy-tools lint
 	$(BIN)/python -m pytest
 
 migrate: install services
