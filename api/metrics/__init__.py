@@ -37,8 +37,8 @@ def record_job(job: Job) -> None:
         cached=job.cached,
         prompt_tokens=job.prompt_tokens or 0,
         completion_tokens=job.completion_tokens or 0,
-        queue_wait_ms=None if job.cached else elapsed_ms(job.created_at, job.started_at),
-        ttft_ms=None if job.cached else elapsed_ms(job.started_at, job.first_token_at),
+        queue_wait_ms=None if job.cached else job.queue_wait_ms,
+        ttft_ms=None if job.cached else job.ttft_ms,
         tokens_per_second=tokens_per_second,
     )
 

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
-from api.models.base import created_at_column, uuid_pk
+from api.models.base import created_at_column, elapsed_ms, uuid_pk
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -98,3 +98,16 @@ class Job(db.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    # The timings every report of a job uses (API, usage log, metrics); None while unknown.
+    @property
+    def queue_wait_ms(self) -> float | None:
+        return elapsed_ms(self.created_at, self.started_at)
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return elapsed_ms(self.started_at, self.first_token_at)
+
+    @property
+    def duration_ms(self) -> float | None:
+        return elapsed_ms(self.started_at, self.finished_at)

@@ -5,7 +5,6 @@ from flask import url_for
 from marshmallow import validate
 
 from api.models import JOB_STATUSES
-from api.models.base import elapsed_ms
 from api.schemas.common import (
     PaginationQuerySchema,
     StrictBoolean,
@@ -96,9 +95,9 @@ class JobSchema(ma.Schema):
             "started_at": iso(job.started_at),
             "first_token_at": iso(job.first_token_at),
             "finished_at": iso(job.finished_at),
-            "queue_wait_ms": elapsed_ms(job.created_at, job.started_at),
-            "ttft_ms": elapsed_ms(job.started_at, job.first_token_at),
-            "duration_ms": elapsed_ms(job.started_at, job.finished_at),
+            "queue_wait_ms": job.queue_wait_ms,
+            "ttft_ms": job.ttft_ms,
+            "duration_ms": job.duration_ms,
         }
 
     def dump_links(self, job):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api.extensions import db
 from api.models import Job, UsageRecord, User
-from api.models.base import elapsed_ms, utcnow
+from api.models.base import utcnow
 from api.repositories import jobs as jobs_repo
 from api.repositories import usage as usage_repo
 from api.services.errors import ServiceError
@@ -33,9 +33,9 @@ def record_job(job: Job) -> None:
             status=job.status,
             prompt_tokens=job.prompt_tokens or 0,
             completion_tokens=job.completion_tokens or 0,
-            queue_wait_ms=elapsed_ms(job.created_at, job.started_at),
-            ttft_ms=elapsed_ms(job.started_at, job.first_token_at),
-            duration_ms=elapsed_ms(job.started_at, job.finished_at),
+            queue_wait_ms=job.queue_wait_ms,
+            ttft_ms=job.ttft_ms,
+            duration_ms=job.duration_ms,
             cached=job.cached,
         )
     )
