@@ -37,9 +37,19 @@ def lock(batch_id: uuid.UUID) -> Batch | None:
     return db.session.scalar(query)
 
 
-def job_counts(batch_id: uuid.UUID) -> dict[str, int]:
-    query = select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
-    return {status: count for status, count in db.session.execute(query)}
+def job_counts(batch_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    """batch id → job status → jobs, for all the batches in one query."""
+    if not batch_ids:
+        return {}
+    query = (
+        select(Job.batch_id, Job.status, func.count())
+        .where(Job.batch_id.in_(batch_ids))
+        .group_by(Job.batch_id, Job.status)
+    )
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    for batch_id, status, count in db.session.execute(query):
+        counts.setdefault(batch_id, {})[status] = count
+    return counts
 
 
 def in_flight(batch_id: uuid.UUID) -> bool:

@@ -204,22 +204,27 @@ def get(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
 
 def list_page(user_id: uuid.UUID, page: int, page_size: int) -> Page:
     result = batches_repo.list_page_for_user(user_id, page, page_size)
-    for batch in result.items:
-        with_counts(batch)
+    _fill_counts(result.items)
     return result
 
 
 def with_counts(batch: Batch) -> Batch:
     """The batch with `request_counts` filled in from its jobs, as they are now."""
-    by_status = batches_repo.job_counts(batch.id)
-    batch.request_counts = {
-        "total": batch.total,
-        "completed": by_status.get("succeeded", 0),
-        "failed": by_status.get("failed", 0),
-        "cancelled": by_status.get("cancelled", 0),
-        "pending": by_status.get("queued", 0) + by_status.get("running", 0),
-    }
+    _fill_counts([batch])
     return batch
+
+
+def _fill_counts(found: list[Batch]) -> None:
+    counts = batches_repo.job_counts([batch.id for batch in found])  # one query for all
+    for batch in found:
+        by_status = counts.get(batch.id, {})
+        batch.request_counts = {
+            "total": batch.total,
+            "completed": by_status.get("succeeded", 0),
+            "failed": by_status.get("failed", 0),
+            "cancelled": by_status.get("cancelled", 0),
+            "pending": by_status.get("queued", 0) + by_status.get("running", 0),
+        }
 
 
 def cancel(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
