@@ -260,13 +260,20 @@ def start_gunicorn(log_path: Path, env_overrides: dict[str, str] | None = None, 
     raise RuntimeError(f"gunicorn did not become healthy:\n{log_path.read_text()}")
 
 
-def stop_gunicorn(server: LiveServer) -> None:
-    server.process.terminate()
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a process the tests started; kill it if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.terminate()
     try:
-        server.process.wait(timeout=15)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
+
+
+def stop_gunicorn(server: LiveServer) -> None:
+    stop_process(server.process)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, stop_process
 from tests.integration.conftest import wait_for_status
 
 AUTH = ("ops", "flower-test-password")
@@ -50,8 +50,7 @@ def flower(workers, tmp_path):
                 time.sleep(0.3)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop_process(process)
 
 
 def test_flower_shows_both_workers_and_a_finished_task(flower, alice_http, workers):
