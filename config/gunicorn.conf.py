@@ -7,13 +7,31 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threads keep a slow client from holding a whole process; the streaming issue revisits
-# the worker class (gevent) once there are long-lived SSE connections.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+
+# gevent: every request is a greenlet, so one process holds many long-lived SSE streams
+# (each one mostly waits on a blocking Redis XREAD) without a thread per stream. gunicorn
+# monkey-patches the standard library in each worker before the app is imported, which
+# makes redis-py's, kombu's and httpx's sockets cooperative; psycopg2 is a C library and
+# needs psycogreen (post_fork below). gthread remains available for comparison.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+# Simultaneous connections per gevent worker: streams count until they end. Each stream
+# also holds a Redis connection while it waits, so Redis' maxclients and the open-file
+# limit (ulimit -n; docker-compose.yml raises it) must allow twice this per worker.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Used by gthread only.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# The arbiter kills a worker whose heartbeat stops for this long. Under gevent the
+# heartbeat runs in its own greenlet, so long streams do not trip it; only a worker whose
+# event loop is blocked (a CPU-bound or non-cooperative call) does.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+# On SIGTERM a worker stops accepting and gives open requests this long. Streams still
+# open then are closed; browsers and the SSE clients reconnect (the stream says
+# `retry: 2000`) with Last-Event-ID to another instance and resume without a gap. Keep it
+# below the orchestrator's kill delay (docker compose's stop_grace_period).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = 5
+# nginx keeps upstream connections alive (see nginx/nginx.conf); a little longer here
+# than nginx's idle timeout avoids closing a connection nginx is about to reuse.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 # The app writes one JSON access line per request (with user and request id), so
 # gunicorn's own access log would only duplicate it.
 accesslog = None
@@ -45,3 +63,14 @@ logconfig_dict = {
 # gunicorn's runtime control socket is not used; one shared path per user would also
 # collide when several servers run on one host.
 control_socket_disable = True
+
+
+def post_fork(server, worker):
+    """Make psycopg2 yield to other greenlets while it waits on PostgreSQL."""
+    # Without this a slow query blocks every stream and request of the worker. It must
+    # run before the app opens its first connection, i.e. before the app is loaded.
+    # Checked on the worker itself: `-k` on the command line overrides worker_class.
+    if type(worker).__module__ == "gunicorn.workers.ggevent":
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()

@@ -55,12 +55,15 @@ def choose_model_server(env: dict[str, str]) -> list[str]:
     return [*processes, "llm"]
 
 
-def flower_auth(env: dict[str, str]) -> None:
-    """Flower never runs open: without FLOWER_BASIC_AUTH a password is made for this run."""
+def flower_settings(env: dict[str, str]) -> None:
+    """Flower on loopback, and never open: without FLOWER_BASIC_AUTH a password is made."""
+    # Flower reads FLOWER_* variables as its options (the compose file sets its own).
+    env.setdefault("FLOWER_ADDRESS", "127.0.0.1")
+    env.setdefault("FLOWER_PORT", "5555")
     if not env.get("FLOWER_BASIC_AUTH"):
         env["FLOWER_BASIC_AUTH"] = f"flower:{secrets.token_urlsafe(12)}"
         print(
-            f"Flower at http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}/ — user flower, "
+            f"Flower at http://{env['FLOWER_ADDRESS']}:{env['FLOWER_PORT']}/ — user flower, "
             f"password {env['FLOWER_BASIC_AUTH'].split(':', 1)[1]} (set FLOWER_BASIC_AUTH)"
         )
 
@@ -69,7 +72,7 @@ def main() -> None:
     load_dotenv()
     env = dict(os.environ)
     processes = [*choose_model_server(env), "flower"]
-    flower_auth(env)
+    flower_settings(env)
     flask = [str(BIN / "flask"), "--app", "api"]
     subprocess.run([*flask, "ensure-database"], cwd=ROOT, env=env, check=True)
     subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,12 @@ from tests.conftest import ROOT
 BIN = Path(sys.executable).parent
 APP_SERVICES = ("migrate", "api", "worker-light", "worker-heavy", "flower")
 ONE_SHOT = {"migrate", "ollama-pull"}
+# What the README asks an operator to set in .env before `docker compose up`.
+OPERATOR_SECRETS = {
+    "JWT_SECRET": "a-long-random-production-secret-0123456789",
+    "POSTGRES_PASSWORD": "pg-secret",
+    "FLOWER_BASIC_AUTH": "ops:flower-secret",
+}
 
 
 def compose_tool() -> list[str] | None:
@@ -36,28 +43,64 @@ def compose_tool() -> list[str] | None:
     return [legacy] if legacy else None
 
 
-@pytest.fixture(scope="module")
-def compose_dir(tmp_path_factory) -> Path:
+def env_file(secrets: dict[str, str]) -> str:
+    """.env.example with `secrets` set, as an operator edits it."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for name, value in secrets.items():
+        lines = [f"{name}={value}" if line.startswith(f"{name}=") else line for line in lines]
+    return "\n".join(lines) + "\n"
+
+
+def copy_stack(where: Path, secrets: dict[str, str]) -> Path:
     """The compose file, nginx config and Dockerfile with a .env made from .env.example."""
-    where = tmp_path_factory.mktemp("compose")
     for name in ("docker-compose.yml", "Dockerfile", ".env.example"):
         shutil.copy(ROOT / name, where / name)
     shutil.copytree(ROOT / "nginx", where / "nginx")
-    shutil.copy(ROOT / ".env.example", where / ".env")  # the README's first step
+    (where / ".env").write_text(env_file(secrets))
     return where
+
+
+def compose_config(where: Path) -> subprocess.CompletedProcess:
+    tool = compose_tool()
+    if tool is None:
+        pytest.skip("no docker compose or docker-compose here (make test installs one)")
+    # Only the .env file speaks: variables of this shell must not fill in for it.
+    env = {k: v for k, v in os.environ.items() if k not in OPERATOR_SECRETS}
+    return subprocess.run(
+        [*tool, "config"], cwd=where, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def compose_dir(tmp_path_factory) -> Path:
+    return copy_stack(tmp_path_factory.mktemp("compose"), OPERATOR_SECRETS)
 
 
 @pytest.fixture(scope="module")
 def resolved(compose_dir) -> dict:
     """The compose file as the compose tool resolves it (anchors, merges, variables)."""
-    tool = compose_tool()
-    if tool is None:
-        pytest.skip("no docker compose or docker-compose here (make test installs one)")
-    result = subprocess.run(
-        [*tool, "config"], cwd=compose_dir, capture_output=True, text=True, timeout=60
-    )
+    result = compose_config(compose_dir)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
+
+
+@pytest.mark.parametrize("secret", ["POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"])
+def test_compose_refuses_to_start_without_a_secret(tmp_path, secret):
+    result = compose_config(copy_stack(tmp_path, {**OPERATOR_SECRETS, secret: ""}))
+    assert result.returncode != 0
+    assert f"set {secret}" in result.stderr
+
+
+def test_the_secrets_reach_the_services(resolved):
+    services = resolved["services"]
+    password = OPERATOR_SECRETS["POSTGRES_PASSWORD"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == password
+    assert f":{password}@postgres:" in services["api"]["environment"]["DATABASE_URL"]
+    flower = services["flower"]["environment"]
+    assert flower["FLOWER_BASIC_AUTH"] == OPERATOR_SECRETS["FLOWER_BASIC_AUTH"]
+    # Inside its container Flower listens beyond loopback, for nginx.
+    assert flower["FLOWER_ADDRESS"] == "0.0.0.0"  # noqa: S104
+    assert flower["FLOWER_URL_PREFIX"] == "flower"
 
 
 def test_the_compose_tool_accepts_the_file(resolved):
@@ -84,7 +127,7 @@ def test_every_long_running_service_has_a_healthcheck(resolved):
     missing = [
         name
         for name, service in resolved["services"].items()
-        if name not in ONE_SHOT and name != "flower" and "healthcheck" not in service
+        if name not in ONE_SHOT and "healthcheck" not in service
     ]
     assert missing == []
 
@@ -95,6 +138,7 @@ def test_start_order_waits_on_health_and_one_shot_jobs(resolved):
     assert depends["api"]["migrate"]["condition"] == "service_completed_successfully"
     assert depends["migrate"]["postgres"]["condition"] == "service_healthy"
     assert depends["nginx"]["api"]["condition"] == "service_healthy"
+    assert depends["nginx"]["flower"]["condition"] == "service_healthy"
     assert depends["ollama-pull"]["ollama"]["condition"] == "service_healthy"
     for worker in ("worker-light", "worker-heavy"):
         assert depends[worker]["ollama-pull"]["condition"] == "service_completed_successfully"
@@ -159,6 +203,58 @@ def test_the_dockerfile_copies_and_runs_what_exists():
 def test_the_gunicorn_config_imports():
     settings = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
     assert settings["bind"] and settings["workers"] >= 1
+    assert settings["worker_class"] == "gevent"
+    assert settings["worker_connections"] >= 1000
+    # Streams end within the grace period, before compose's own kill delay.
+    assert settings["graceful_timeout"] < 40
+    assert callable(settings["post_fork"])
+
+
+def test_the_api_may_hold_many_open_connections(resolved):
+    api = resolved["services"]["api"]
+    nofile = api["ulimits"]["nofile"]
+    limit = nofile if isinstance(nofile, int) else nofile["soft"]
+    settings = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    # A client socket and a Redis connection per open stream, and some to spare.
+    assert limit > 2 * settings["worker_connections"] + 100
+    assert api["stop_grace_period"] in ("40s", "40")
+
+
+def test_workers_may_finish_their_jobs_when_stopped(resolved):
+    example = (ROOT / ".env.example").read_text()
+    time_limit = int(re.search(r"^JOB_TIME_LIMIT=(\d+)$", example, re.M).group(1))
+    for name in ("worker-light", "worker-heavy"):
+        grace = resolved["services"][name]["stop_grace_period"]
+        seconds = int(grace[:-1]) * {"s": 1, "m": 60}[grace[-1]]
+        assert seconds > time_limit
+
+
+def procfile_commands() -> dict[str, list[str]]:
+    """The Procfile's commands as argument lists, without `exec` and the virtualenv path."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, command = line.partition(": ")
+        args = shlex.split(command)
+        assert args[0] == "exec"
+        commands[name] = [args[1].removeprefix(".venv/bin/"), *args[2:]]
+    return commands
+
+
+@pytest.mark.parametrize(
+    ("process", "service"),
+    [
+        ("web", "api"),
+        ("worker-light", "worker-light"),
+        ("worker-heavy", "worker-heavy"),
+        ("flower", "flower"),
+    ],
+)
+def test_make_dev_and_compose_run_the_same_commands(process, service):
+    # Compared before interpolation: both expand ${WORKER_CONCURRENCY_…:-N} the same way.
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert raw["services"][service]["command"] == procfile_commands()[process]
 
 
 def test_nginx_accepts_its_config(tmp_path):

@@ -45,6 +45,8 @@ class DevStack:
             "JOB_SOFT_TIME_LIMIT": "120",
             "JOB_TIME_LIMIT": "150",
             "BROKER_VISIBILITY_TIMEOUT": "300",
+            # One generation at a time on a shared 2-core machine: answers may queue.
+            "CHAT_WAIT_SECONDS": "90",
         }
         self.process = subprocess.Popen(
             [sys.executable, "scripts/dev.py"],

@@ -20,34 +20,36 @@ AUTH = ("ops", "flower-test-password")
 def flower(workers, tmp_path):
     port = free_port()
     log = (tmp_path / "flower.log").open("wb")
-    env = {**os.environ, "APP_ENV": "testing", "FLOWER_BASIC_AUTH": ":".join(AUTH)}
+    # Configured as docker-compose.yml configures it: FLOWER_* variables, under /flower/.
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "FLOWER_BASIC_AUTH": ":".join(AUTH),
+        "FLOWER_ADDRESS": "127.0.0.1",
+        "FLOWER_PORT": str(port),
+        "FLOWER_URL_PREFIX": "flower",
+    }
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "flower",
-            "--address=127.0.0.1",
-            f"--port={port}",
-        ],
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "flower"],
         cwd=ROOT,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}/flower"
     deadline = time.monotonic() + 30
     try:
         while True:
             try:
-                requests.get(f"{url}/healthcheck", timeout=1)
-                break
+                # The compose healthcheck's request: answered without a login.
+                health = requests.get(f"{url}/healthcheck", timeout=1)
+                if health.status_code == 200 and health.text == "OK":
+                    break
             except requests.RequestException:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "flower.log").read_text()) from None
-                time.sleep(0.3)
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp_path / "flower.log").read_text())
+            time.sleep(0.3)
         yield url
     finally:
         stop_process(process)
