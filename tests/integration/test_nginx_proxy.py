@@ -176,7 +176,7 @@ def test_security_headers(proxy, app):
 
 
 def test_metrics_are_not_reachable_from_outside(proxy, app):
-    assert proxy.call("GET", "/metrics")[0] == 404
+    _error(proxy.call("GET", "/metrics"), 404, "not_found")
     # The same server answers inside (the scraper's path), and /api/metrics stays an API.
     assert requests.get(f"{proxy.app.url}/metrics", timeout=10).status_code == 200
     status, _, body = proxy.call("GET", "/api/metrics/")
