@@ -7,7 +7,17 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import cli, errors, http_guards, metrics, models, openapi, queue, request_log  # noqa: F401
+from api import (  # noqa: F401
+    cli,
+    errors,
+    http_guards,
+    json_body,
+    metrics,
+    models,
+    openapi,
+    queue,
+    request_log,
+)
 from api.extensions import db, limiter, migrate, redis_store
 from api.security import jwt_callbacks
 from config.logging_setup import configure_logging
@@ -21,6 +31,7 @@ def create_app(config: Config | None = None) -> Flask:
     configure_logging(config.LOG_LEVEL)
 
     app = Flask(__name__, static_folder=None)
+    app.json = json_body.JSONProvider(app)  # request.get_json() with the parser's limits
     app.config.from_object(config)
     app.url_map.strict_slashes = False
     if config.PROXY_FIX_HOPS:

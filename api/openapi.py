@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import swagger_ui_bundle
+from apispec import BasePlugin
 from flask import Flask, send_from_directory
 
-from api.errors import GatewayApi
+from api.errors import OPENAI_PREFIX, GatewayApi
 from api.resources import (
     admin,
     auth,
@@ -18,6 +21,7 @@ from api.resources import (
     openai_compat,
     users,
 )
+from api.schemas.openai_compat import OpenAIErrorSchema
 
 BLUEPRINTS = [
     health.blp,
@@ -36,6 +40,54 @@ BLUEPRINTS = [
 SWAGGER_ASSETS_URL = "/docs/assets/"
 
 
+def _is_error(code) -> bool:
+    return str(code) == "default" or str(code)[0] in "45"
+
+
+def _description(code, response) -> str:
+    if isinstance(response, dict) and response.get("description"):
+        return response["description"]
+    return "Any other error" if str(code) == "default" else HTTPStatus(int(code)).phrase
+
+
+class SharedErrorsPlugin(BasePlugin):
+    """Lists on each operation the errors that code shared by every view answers.
+
+    Authentication and rate limits (401, 429), the JSON body checks (400, 413, 415), id
+    lookups (404) and a backing service that is down (503) are not in the views, so no
+    view decorator documents them; without this, only flask-smorest's `default` response
+    covered them and clients could not tell which statuses to expect. Every error has the
+    gateway's error shape, OpenAI's under /v1 (where a validation error is a 400, not 422).
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        openai = path.startswith(OPENAI_PREFIX)
+        schema = {"$ref": f"#/components/schemas/{'OpenAIError' if openai else 'Error'}"}
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            codes = [503]
+            if "{" in path:
+                codes.append(404)
+            if operation.get("security"):
+                codes += [401, 429]
+            if "requestBody" in operation:
+                codes += [400, 413, 415]
+            for code in codes:
+                if code not in responses and str(code) not in responses:
+                    responses[code] = HTTPStatus(code).name  # flask-smorest's component
+            if openai:
+                responses.pop(422, None)
+            for code, response in list(responses.items()):
+                # flask-smorest's components (references) already have the gateway's shape;
+                # an alt_response given only a description gets it here.
+                described_only = isinstance(response, dict) and "content" not in response
+                if _is_error(code) and (openai or described_only):
+                    responses[code] = {
+                        "description": _description(code, response),
+                        "content": {"application/json": {"schema": schema}},
+                    }
+
+
 def _serve_swagger_assets(app: Flask) -> None:
     """Serve Swagger UI's files from the installed package: /docs works without internet."""
 
@@ -52,9 +104,11 @@ def init_app(app: Flask) -> GatewayApi:
         spec_kwargs={
             "info": {
                 "description": "One authenticated, rate-limited API in front of local LLM servers."
-            }
+            },
+            "extra_plugins": [SharedErrorsPlugin()],
         },
     )
+    api.spec.components.schema("OpenAIError", schema=OpenAIErrorSchema)
     api.spec.components.security_scheme(
         "bearerAuth",
         {

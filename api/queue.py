@@ -14,6 +14,9 @@ from celery import Celery, Task
 from flask import Flask, current_app, g, has_request_context
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from api.extensions import redis_store
+from api.streams import enqueued_key
+
 log = logging.getLogger(__name__)
 
 TASK_BY_TIER = {"light": "gateway.jobs.run_light", "heavy": "gateway.jobs.run_heavy"}
@@ -37,9 +40,17 @@ def celery_init_app(app: Flask) -> Celery:
 BATCH_PRIORITY = 9
 
 
+# The enqueued marker outlives any wait in a queue; the job's end deletes it.
+ENQUEUED_MARKER_TTL = 7 * 24 * 3600
+
+
 def enqueue_job(job_id: uuid.UUID, tier: str, *, priority: int | None = None) -> None:
     """Put a job on its tier's queue (routed by task name)."""
     request_id = g.get("request_id") if has_request_context() else None
+    # Set first: a message is never without its marker. If Redis loses its data, both go,
+    # and the reconciler finds a queued job without a marker.
+    marker = enqueued_key(current_app.config["REDIS_KEY_PREFIX"], str(job_id))
+    redis_store.client.set(marker, "1", ex=ENQUEUED_MARKER_TTL)
     current_app.extensions["celery"].send_task(
         TASK_BY_TIER[tier],
         args=[str(job_id)],

@@ -14,8 +14,10 @@ def _email_in_body() -> str:
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
     normalized = email.strip().lower() if isinstance(email, str) else ""
-    # Hashed, so an email never appears in a Redis key.
-    return "email:" + hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:32]
+    # Hashed, so an email never appears in a Redis key. surrogatepass: a lone surrogate
+    # is refused by validation later; the key must not fail before it.
+    digest = hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return "email:" + digest
 
 
 def _failed_credentials(response) -> bool:

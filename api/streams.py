@@ -13,6 +13,7 @@ of them the stream expires after STREAM_TTL_SECONDS.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,11 @@ def cancel_key(prefix: str, job_id: str) -> str:
 
 def lock_key(prefix: str, job_id: str) -> str:
     return f"{prefix}job:{job_id}:lock"
+
+
+def enqueued_key(prefix: str, job_id: str) -> str:
+    """Set while a job's queue message exists; it vanishes with the broker's data."""
+    return f"{prefix}job:{job_id}:enqueued"
 
 
 class EventWriter:
@@ -118,9 +124,13 @@ def stream_exists(client: redis.Redis, prefix: str, job_id: str) -> bool:
     return bool(client.exists(stream_key(prefix, job_id)))
 
 
+# Redis stream ids are two unsigned 64-bit integers, "ms-seq", in ASCII digits (str.isdigit
+# would also accept "²"); Redis rejects anything else mid-stream.
+_EVENT_ID = re.compile(r"(?P<ms>[0-9]{1,20})-(?P<seq>[0-9]{1,20})")
+_UINT64_MAX = 2**64 - 1
+
+
 def valid_event_id(value: str | None) -> bool:
-    """Whether a client's Last-Event-ID looks like a Redis stream id (ms-seq)."""
-    if not value:
-        return False
-    ms, _, seq = value.partition("-")
-    return ms.isdigit() and seq.isdigit() and len(value) <= 40
+    """Whether a client's Last-Event-ID is a Redis stream id (ms-seq) Redis accepts."""
+    match = _EVENT_ID.fullmatch(value or "")
+    return bool(match) and max(int(match["ms"]), int(match["seq"])) <= _UINT64_MAX

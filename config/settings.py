@@ -114,6 +114,15 @@ class Config:
         # A running job holds a lock renewed by its worker; when the worker dies the lock
         # lapses after this many seconds and a redelivered copy may take over.
         self.JOB_LOCK_TTL = env_int("JOB_LOCK_TTL", 30)
+        # Every worker process runs the reconciler this often (one at a time): it puts back
+        # on their queue the jobs whose message was lost (Redis lost its data) and the
+        # running jobs whose worker is gone (no lock), instead of waiting for the broker's
+        # visibility timeout. 0 turns it off.
+        self.RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 30)
+        # A worker's Redis calls retry this long before failing (a Redis restart should not
+        # fail the jobs that are generating). The API keeps redis-py's short default: it
+        # answers 503 instead of holding requests.
+        self.WORKER_REDIS_RETRY_SECONDS = env_int("WORKER_REDIS_RETRY_SECONDS", 30)
         # Empty means REDIS_URL (resolved after the subclass overrides, see below).
         self.CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
         self.CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "")

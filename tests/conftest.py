@@ -50,6 +50,9 @@ for _name, _value in {
     "RATE_LIMIT_USER_PER_MINUTE": "100000",
     "RATE_LIMIT_ADMIN_PER_MINUTE": "100000",
     "MAX_JOBS_IN_FLIGHT": "100",
+    # Off for the shared worker processes, whose reconciler would act on other tests'
+    # jobs; the reconciler's own tests run it directly or start workers with it on.
+    "RECONCILE_INTERVAL_SECONDS": "0",
 }.items():
     os.environ.setdefault(_name, _value)
 

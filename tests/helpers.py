@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -92,3 +94,31 @@ def batch_counts(total: int, completed=0, failed=0, cancelled=0, pending=0) -> d
         "cancelled": cancelled,
         "pending": pending,
     }
+
+
+def queued_messages(app, redis_client) -> list[dict]:
+    """Every task message waiting on the broker: {queue, priority, task, job_id}.
+
+    kombu's Redis transport keeps one list per priority step; the list of a step other
+    than 0 is named "<queue>\\x06\\x16<step>".
+    """
+    prefix = f"{app.config['REDIS_KEY_PREFIX']}celery:"
+    found = []
+    for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
+        name = key[len(prefix) :]
+        if name.startswith("_kombu") or redis_client.type(key) != "list":
+            continue
+        queue_name, _, step = name.partition("\x06\x16")
+        for raw in redis_client.lrange(key, 0, -1):
+            message = json.loads(raw)
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            found.append(
+                {
+                    "queue": queue_name,
+                    "step": int(step or 0),
+                    "priority": message["properties"].get("priority"),
+                    "task": message["headers"]["task"],
+                    "job_id": args[0],
+                }
+            )
+    return found

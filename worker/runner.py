@@ -39,9 +39,12 @@ class JobLock:
     """A Redis lock that its holder keeps renewing, so it lapses soon after a crash."""
 
     _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+    # Renewed while held, and taken again if Redis lost it (a restart without persistence):
+    # the reconciler reads a missing lock as a dead worker.
     _RENEW = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then "
-        "return redis.call('expire', KEYS[1], ARGV[2]) end"
+        "local holder = redis.call('get', KEYS[1]) "
+        "if holder == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end "
+        "if not holder then return redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) end"
     )
 
     def __init__(self, client: redis.Redis, key: str, ttl: int):

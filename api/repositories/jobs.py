@@ -100,3 +100,19 @@ def count_in_flight_by_tier() -> dict[tuple[str, str], int]:
         .group_by(Job.tier, Job.status)
     )
     return {(tier, status): count for tier, status, count in db.session.execute(query)}
+
+
+def queued_without_leader(created_before: datetime, limit: int) -> list[Job]:
+    """Queued jobs that wait for a queue message (not for a leader's answer), oldest first."""
+    query = (
+        select(Job)
+        .where(Job.status == "queued", Job.leader_job_id.is_(None), Job.created_at < created_before)
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))
+
+
+def running_jobs(limit: int) -> list[Job]:
+    query = select(Job).where(Job.status == "running").order_by(Job.started_at).limit(limit)
+    return list(db.session.scalars(query))

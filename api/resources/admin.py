@@ -3,8 +3,8 @@ from __future__ import annotations
 import uuid
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
+from api.resources.blueprint import Blueprint
 from api.schemas.stats import StatsQuerySchema, StatsSchema
 from api.schemas.users import (
     AdminUserQuerySchema,
@@ -22,6 +22,7 @@ blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Adminis
 @admin_required
 @blp.arguments(AdminUserQuerySchema, location="query", unknown=ma.RAISE)
 @blp.response(200, UserPageSchema)
+@blp.alt_response(403, description="The caller is not an admin")
 def list_users(query):
     """All accounts, newest first, optionally filtered"""
     page, page_size = query.pop("page"), query.pop("page_size")
@@ -37,6 +38,7 @@ def list_users(query):
 @admin_required
 @blp.arguments(AdminUserUpdateSchema)
 @blp.response(200, UserSchema)
+@blp.alt_response(403, description="The caller is not an admin")
 @blp.alt_response(409, description="Admins cannot change their own role or status")
 def update_user(payload, user_id: uuid.UUID):
     """Change an account's role or active status
@@ -51,6 +53,7 @@ def update_user(payload, user_id: uuid.UUID):
 @admin_required
 @blp.arguments(StatsQuerySchema, location="query", unknown=ma.RAISE)
 @blp.response(200, StatsSchema)
+@blp.alt_response(403, description="The caller is not an admin")
 def get_stats(query):
     """Usage per user and per model/tier over a time range, and the top users by tokens
 

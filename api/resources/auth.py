@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from flask_jwt_extended import get_current_user, get_jwt, jwt_required
-from flask_smorest import Blueprint
 
 from api.rate_limits import login_per_email, login_per_ip, register_per_ip
+from api.resources.blueprint import Blueprint
 from api.schemas.auth import LoginSchema, RegisterSchema, TokenPairSchema
 from api.schemas.users import UserSchema
 from api.security.decorators import SECURITY
@@ -17,6 +17,7 @@ blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts 
 @blp.arguments(RegisterSchema)
 @blp.response(201, UserSchema)
 @blp.alt_response(409, description="An account with this email already exists")
+@blp.alt_response(429, description="Too many registrations from this address")
 def register(payload):
     """Create an account
 

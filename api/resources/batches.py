@@ -4,9 +4,9 @@ import uuid
 
 import marshmallow as ma
 from flask import Response, request, stream_with_context
-from flask_smorest import Blueprint
 
 from api.http_guards import accepts_uploads
+from api.resources.blueprint import Blueprint
 from api.schemas.batches import BatchCreateSchema, BatchPageSchema, BatchQuerySchema, BatchSchema
 from api.security import auth_required, current_identity
 from api.services import batches
@@ -47,6 +47,10 @@ def _parse_request() -> tuple[list[batches.BatchRequest], str, dict | None]:
 @accepts_uploads
 @auth_required
 @blp.response(202, BatchSchema)
+@blp.alt_response(
+    400, description="A bad batch (code invalid_batch): details.lines lists each bad line"
+)
+@blp.alt_response(422, description="The JSON form's fields are invalid (see details)")
 @blp.doc(
     requestBody={
         "required": True,
@@ -99,7 +103,15 @@ def get_batch(batch_id: uuid.UUID):
 
 @blp.route("/<uuid:batch_id>/results", methods=["GET"])
 @auth_required
-@blp.doc(responses={"200": {"description": "application/jsonl: one line per ended request"}})
+@blp.doc(
+    responses={
+        "200": {
+            "description": "One JSON object per ended request and line: "
+            "{id, custom_id, status, response, error}",
+            "content": {"application/jsonl": {"schema": {"type": "string"}}},
+        }
+    }
+)
 def get_results(batch_id: uuid.UUID):
     """The ended requests' results as JSON Lines, keyed by custom_id"""
     batch = batches.get(current_identity().user_id, batch_id)

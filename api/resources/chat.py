@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from api import sse
+from api.resources.blueprint import Blueprint
 from api.resources.jobs import cache_header, job_request
-from api.schemas.jobs import ChatResponseSchema, JobCreateSchema
+from api.schemas.jobs import ChatResponseSchema, JobCreateSchema, JobEventSchema
 from api.security import auth_required, current_identity
 from api.services import jobs
 
@@ -15,6 +14,7 @@ blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Chat")
 @auth_required
 @blp.arguments(JobCreateSchema)
 @blp.response(200, ChatResponseSchema)
+@blp.alt_response(404, description="conversation_id names no conversation of yours")
 @blp.alt_response(502, description="The model failed; the error carries the job id")
 @blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the job goes on")
 def chat(payload):
@@ -31,7 +31,15 @@ def chat(payload):
 @blp.route("/stream", methods=["POST"])
 @auth_required
 @blp.arguments(JobCreateSchema)
-@blp.doc(responses={"200": {"description": "text/event-stream of the new job's events"}})
+@blp.alt_response(404, description="conversation_id names no conversation of yours")
+@blp.doc(
+    responses={
+        "200": {
+            "description": "text/event-stream of the new job's events",
+            "content": {"text/event-stream": {"schema": JobEventSchema}},
+        }
+    }
+)
 def chat_stream(payload):
     """Send a message and receive the answer as Server-Sent Events"""
     job, _created = jobs.submit(current_identity(), job_request(payload))

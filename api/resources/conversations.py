@@ -3,8 +3,8 @@ from __future__ import annotations
 import uuid
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
+from api.resources.blueprint import Blueprint
 from api.schemas.common import PaginationQuerySchema
 from api.schemas.conversations import (
     ConversationCreateSchema,

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from api.extensions import limiter
+from api.resources.blueprint import Blueprint
 from api.schemas.health import HealthSchema
 from api.services import health
 

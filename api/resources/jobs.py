@@ -4,10 +4,16 @@ import uuid
 
 import marshmallow as ma
 from flask import request
-from flask_smorest import Blueprint
 
 from api import sse
-from api.schemas.jobs import JobCreateSchema, JobPageSchema, JobQuerySchema, JobSchema
+from api.resources.blueprint import Blueprint
+from api.schemas.jobs import (
+    JobCreateSchema,
+    JobEventSchema,
+    JobPageSchema,
+    JobQuerySchema,
+    JobSchema,
+)
 from api.security import auth_required, current_identity
 from api.services import jobs
 from api.services.errors import InvalidInput
@@ -59,6 +65,7 @@ def last_event_id() -> str | None:
 @auth_required
 @blp.arguments(JobCreateSchema)
 @blp.response(202, JobSchema)
+@blp.alt_response(404, description="conversation_id names no conversation of yours")
 def create_job(payload):
     """Submit a chat job; poll it or follow its events
 
@@ -105,7 +112,14 @@ def cancel_job(job_id: uuid.UUID):
 
 @blp.route("/<uuid:job_id>/events", methods=["GET"])
 @auth_required
-@blp.doc(responses={"200": {"description": "text/event-stream of the job's events (see README)"}})
+@blp.doc(
+    responses={
+        "200": {
+            "description": "text/event-stream of the job's events (see README)",
+            "content": {"text/event-stream": {"schema": JobEventSchema}},
+        }
+    }
+)
 def job_events(job_id: uuid.UUID):
     """Follow a job's events as Server-Sent Events
 

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from api.metrics import report
+from api.resources.blueprint import Blueprint
 from api.schemas.metrics import MetricsSchema
 from api.security import admin_required
 
@@ -12,6 +11,7 @@ blp = Blueprint("metrics", __name__, url_prefix="/api/metrics", description="Met
 @blp.route("/", methods=["GET"])
 @admin_required
 @blp.response(200, MetricsSchema)
+@blp.alt_response(403, description="The caller is not an admin")
 def get_metrics():
     """Request, job, queue, cache and rate-limit metrics of the whole deployment
 

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from api import sse
+from api.resources.blueprint import Blueprint
 from api.resources.jobs import cache_header, cache_mode, idempotency_key
 from api.schemas.openai_compat import (
+    ChatCompletionChunkEventSchema,
     ChatCompletionRequestSchema,
     ChatCompletionSchema,
     ModelListSchema,
@@ -24,7 +24,18 @@ blp = Blueprint(
 @auth_required
 @blp.arguments(ChatCompletionRequestSchema)
 @blp.response(200, ChatCompletionSchema)
-@blp.doc(responses={"200": {"description": "chat.completion, or with stream: true chunk frames"}})
+@blp.alt_response(404, description="The model does not exist (code model_not_found)")
+@blp.alt_response(502, description="The model failed")
+@blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the job goes on")
+# Keyed 200 like @blp.response's, so the stream is added to the JSON body, not put instead.
+@blp.doc(
+    responses={
+        200: {
+            "description": "chat.completion, or with stream: true chunk frames",
+            "content": {"text/event-stream": {"schema": ChatCompletionChunkEventSchema}},
+        }
+    }
+)
 def chat_completions(payload):
     """Create a chat completion (OpenAI's chat.completions)
 

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import uuid
 
-from flask_smorest import Blueprint
-
 from api.rate_limits import password_change_per_user
+from api.resources.blueprint import Blueprint
 from api.schemas.api_keys import ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeySchema
 from api.schemas.auth import TokenPairSchema
 from api.schemas.users import ChangePasswordSchema, UpdateMeSchema, UserSchema

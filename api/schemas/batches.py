@@ -62,7 +62,8 @@ class BatchCreateSchema(StrictSchema):
         required=True,
         metadata={
             "description": "[{custom_id, message, model?, tools?, max_tokens?, temperature?}]; "
-            "every request is checked before any runs"
+            "every request is checked before any runs",
+            "example": [{"custom_id": "q1", "message": "What is a Redis Stream?"}],
         },
     )
     metadata = F.Dict(

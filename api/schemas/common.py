@@ -1,17 +1,52 @@
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 import marshmallow as ma
 from flask import current_app
 from marshmallow import validate
 
 MAX_PAGE_SIZE = 100
+# PostgreSQL text cannot hold NUL, and a lone surrogate (valid in JSON's \u escapes) is not
+# encodable as UTF-8: both would fail deep inside a request instead of at validation.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "Must not contain NUL characters or unpaired surrogates."
+
+
+def unstorable_text(data):
+    """Error messages for every string in `data` that cannot be stored, by field path."""
+    if isinstance(data, str):
+        return [UNSTORABLE_MESSAGE] if _UNSTORABLE.search(data) else None
+    if isinstance(data, Mapping):
+        items = data.items()
+    elif isinstance(data, list | tuple):
+        items = enumerate(data)
+    else:
+        return None
+    errors = {}
+    for key, value in items:
+        problem = unstorable_text(value)
+        if isinstance(key, str) and _UNSTORABLE.search(key):
+            problem = [UNSTORABLE_MESSAGE]
+            key = _UNSTORABLE.sub("\ufffd", key)
+        if problem:
+            errors[key] = problem
+    return errors or None
 
 
 class StrictSchema(ma.Schema):
-    """Unknown fields are an error, never silently dropped."""
+    """Unknown fields are an error, never silently dropped; text must be storable."""
 
     class Meta:
         unknown = ma.RAISE
+
+    @ma.pre_load
+    def storable_text(self, data, **kwargs):
+        errors = unstorable_text(data)
+        if errors:
+            raise ma.ValidationError(errors if isinstance(errors, dict) else {"_schema": errors})
+        return data
 
 
 class PaginationQuerySchema(StrictSchema):

@@ -22,7 +22,7 @@ class JobCreateSchema(StrictSchema):
     message = TrimmedString(
         required=True,
         validate=[validate.Length(min=1, error="Must not be blank."), message_fits],
-        metadata={"description": "The user's message"},
+        metadata={"description": "The user's message", "example": "What is a Redis Stream?"},
     )
     conversation_id = ma.fields.UUID(
         metadata={"description": "Continue this conversation (its history goes to the model)"}
@@ -108,6 +108,31 @@ class JobSchema(ma.Schema):
 
 
 JobPageSchema = page_schema(JobSchema, "JobPage")
+
+
+class JobEventSchema(ma.Schema):
+    """One Server-Sent Event of a job's stream; the README lists each event's data."""
+
+    id = ma.fields.String(
+        metadata={"description": "The Redis stream entry id: send it back as Last-Event-ID"}
+    )
+    event = ma.fields.String(
+        required=True,
+        metadata={
+            "enum": [
+                "start",
+                "token",
+                "tool_call",
+                "tool_result",
+                "reset",
+                "done",
+                "error",
+                "cancelled",
+            ]
+        },
+    )
+    data = ma.fields.String(required=True, metadata={"description": "A JSON object"})
+    retry = ma.fields.Integer()
 
 
 class ChatResponseSchema(ma.Schema):

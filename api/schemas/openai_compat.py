@@ -35,9 +35,29 @@ class ContentField(F.Field):
         raise ma.ValidationError("Must be a string or a list of text parts.")
 
 
+# ContentField is a custom field: without this its spec would say "any value".
+CONTENT_SPEC = {
+    "oneOf": [
+        {"type": "string"},
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["text"]},
+                    "text": {"type": "string"},
+                },
+                "required": ["type", "text"],
+                "additionalProperties": False,
+            },
+        },
+    ]
+}
+
+
 class ChatMessageSchema(StrictSchema):
     role = F.String(required=True, validate=validate.OneOf(ROLES))
-    content = ContentField(required=True, validate=message_fits)
+    content = ContentField(required=True, validate=message_fits, metadata=CONTENT_SPEC)
     name = F.String(validate=validate.Length(max=64))
 
 
@@ -49,12 +69,19 @@ class ChatCompletionRequestSchema(StrictSchema):
     model = F.String(
         required=True,
         validate=validate.Length(min=1, max=200),
-        metadata={"description": "auto, light, heavy, or a configured model name"},
+        metadata={
+            "description": "auto, light, heavy, or a configured model name",
+            "example": "auto",
+        },
     )
     messages = F.List(
         F.Nested(ChatMessageSchema),
         required=True,
         validate=validate.Length(min=1, max=500),
+        metadata={
+            "description": "An optional first system message, then turns ending with the user's",
+            "example": [{"role": "user", "content": "What is a Redis Stream?"}],
+        },
     )
     stream = StrictBoolean(load_default=False)
     stream_options = F.Nested(StreamOptionsSchema, allow_none=True)
@@ -116,3 +143,28 @@ class ModelSchema(ma.Schema):
 class ModelListSchema(ma.Schema):
     object = F.String()
     data = F.List(F.Nested(ModelSchema))
+
+
+class ChatCompletionChunkEventSchema(ma.Schema):
+    """One Server-Sent Event of a streamed completion, as OpenAI sends them."""
+
+    event = F.String(required=True, metadata={"enum": ["message"]})
+    data = F.String(
+        required=True,
+        metadata={"description": "A chat.completion.chunk or an error as JSON, then [DONE]"},
+    )
+    id = F.String()
+    retry = F.Integer()
+
+
+class OpenAIErrorBodySchema(ma.Schema):
+    message = F.String(required=True)
+    type = F.String(required=True)
+    param = F.String(required=True, allow_none=True)
+    code = F.String(required=True)
+
+
+class OpenAIErrorSchema(ma.Schema):
+    """The error shape under /v1, OpenAI's, so its client libraries understand it."""
+
+    error = F.Nested(OpenAIErrorBodySchema, required=True)

@@ -10,15 +10,24 @@ from api.schemas.common import StrictSchema
 F = ma.fields
 
 
+class UtcDateTime(F.AwareDateTime):
+    """An aware time, converted to UTC (PostgreSQL refuses offsets beyond ±15:59)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # e.g. year 1 with a positive offset
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+
+
 class StatsQuerySchema(StrictSchema):
-    from_ = F.AwareDateTime(
+    from_ = UtcDateTime(
         data_key="from",
         default_timezone=UTC,
         metadata={"description": "Start (ISO 8601, UTC when no offset); default: 24 h before `to`"},
     )
-    to = F.AwareDateTime(
-        default_timezone=UTC, metadata={"description": "End, exclusive; default: now"}
-    )
+    to = UtcDateTime(default_timezone=UTC, metadata={"description": "End, exclusive; default: now"})
     top = F.Integer(
         load_default=10,
         validate=validate.Range(min=1, max=100),

@@ -16,7 +16,7 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app
 
-from api import metrics, queue
+from api import json_body, metrics, queue
 from api.extensions import db
 from api.models import Batch, Job
 from api.models.base import utcnow
@@ -128,7 +128,7 @@ def parse_jsonl(text: str) -> list[BatchRequest]:
         if not raw.strip():
             continue
         try:
-            entries.append((number, json.loads(raw)))
+            entries.append((number, json_body.loads(raw)))
         except ValueError:
             problems.append({"line": number, "errors": {"_line": ["Not valid JSON."]}})
     total = len(entries) + len(problems)

@@ -29,7 +29,7 @@ from api.services.errors import (
     NotFound,
     QueueUnavailable,
 )
-from api.streams import EventWriter, cancel_key, read_events
+from api.streams import EventWriter, cancel_key, enqueued_key, read_events
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +320,7 @@ def _after_end(
         response_cache.store(job.cache_key, answer)
     if event is not None:
         event_writer(job.id).emit(*event)
+    redis_store.client.delete(enqueued_key(current_app.config["REDIS_KEY_PREFIX"], str(job.id)))
     metrics.record_job(job)
     if job.batch_id is not None:
         batch_progress.settle(job.batch_id)

@@ -44,6 +44,8 @@ def issue_pair(user: User, family: str | None = None) -> dict[str, Any]:
 
 def is_revoked(payload: dict[str, Any]) -> bool:
     family = payload.get("fam", "")
+    if not isinstance(family, str) or not isinstance(payload.get("jti"), str):
+        return True  # not a token this gateway issued
     jti_revoked, family_revoked = redis_store.client.mget(
         _revoked_jti_key(payload["jti"]), _revoked_family_key(family)
     )

@@ -10,7 +10,6 @@ nor written), so nothing here or in the live tests is linked through the cache.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import uuid
@@ -27,7 +26,7 @@ from api.services import batches as batches_service
 from api.services import jobs as jobs_service
 from config.settings import TestingConfig
 from tests.conftest import register_and_login
-from tests.helpers import app_with, batch_counts, error_of
+from tests.helpers import app_with, batch_counts, error_of, queued_messages
 
 pytestmark = pytest.mark.usefixtures("clean_after")
 
@@ -160,34 +159,6 @@ def usage_rows(app) -> dict[uuid.UUID, UsageRecord]:
         rows = list(db.session.scalars(select(UsageRecord)))
         db.session.expunge_all()
     return {row.job_id: row for row in rows}
-
-
-def queued_messages(app, redis_client) -> list[dict]:
-    """Every task message waiting on the broker: {queue, priority, task, job_id}.
-
-    kombu's Redis transport keeps one list per priority step; the list of a step other
-    than 0 is named "<queue>\\x06\\x16<step>".
-    """
-    prefix = f"{app.config['REDIS_KEY_PREFIX']}celery:"
-    found = []
-    for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
-        name = key[len(prefix) :]
-        if name.startswith("_kombu") or redis_client.type(key) != "list":
-            continue
-        queue_name, _, step = name.partition("\x06\x16")
-        for raw in redis_client.lrange(key, 0, -1):
-            message = json.loads(raw)
-            args = json.loads(base64.b64decode(message["body"]))[0]
-            found.append(
-                {
-                    "queue": queue_name,
-                    "step": int(step or 0),
-                    "priority": message["properties"].get("priority"),
-                    "task": message["headers"]["task"],
-                    "job_id": args[0],
-                }
-            )
-    return found
 
 
 def assert_nothing_stored(app, redis_client) -> None:
