@@ -56,6 +56,9 @@ def enqueue_job(job_id: uuid.UUID, tier: str, *, priority: int | None = None) ->
         args=[str(job_id)],
         kwargs={"request_id": request_id},
         priority=priority,
+        # Results live in PostgreSQL: without this Celery subscribes to a result key per
+        # job that nothing reads.
+        ignore_result=True,
     )
 
 

@@ -9,8 +9,9 @@ from flask import Response, current_app, stream_with_context
 
 from api.extensions import db, redis_store
 from api.models import Job
+from api.relay import read_events
 from api.repositories import jobs as jobs_repo
-from api.streams import Event, read_events, stream_exists
+from api.streams import Event, stream_exists
 
 HEARTBEAT = ": ping\n\n"
 # Synthesized events (the stream has expired) use ids "0-N": below any real entry id.
@@ -69,8 +70,8 @@ def job_events(job_id: uuid.UUID, after: str | None) -> Iterator[Event | None]:
             yield from _replay(ended, after)
             return
     start = after if after and not after.startswith(SYNTHETIC_PREFIX) else "0-0"
-    block_ms = int(config["SSE_HEARTBEAT_SECONDS"] * 1000)
-    for event in read_events(client, prefix, str(job_id), after=start, block_ms=block_ms):
+    wait = config["SSE_HEARTBEAT_SECONDS"]
+    for event in read_events(str(job_id), after=start, wait=wait):
         yield event
         if event is not None:
             continue

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +86,9 @@ class EventWriter:
         pipe.execute()
 
 
-def _decode(entry_id: Any, fields: dict) -> Event:
+def decode_entry(entry_id: Any, fields: dict) -> Event:
+    """An event from a stream entry as redis-py returns it."""
+
     def text(value: Any) -> str:
         return value.decode() if isinstance(value, bytes) else value
 
@@ -96,28 +97,6 @@ def _decode(entry_id: Any, fields: dict) -> Event:
         name=text(fields.get("event") or fields.get(b"event")),
         data=json.loads(text(fields.get("data") or fields.get(b"data") or "{}")),
     )
-
-
-def read_events(
-    client: redis.Redis, prefix: str, job_id: str, *, after: str = "0-0", block_ms: int
-) -> Iterator[Event | None]:
-    """Yield events after `after`, and None whenever `block_ms` passes with nothing new.
-
-    Stops after a terminal event. The caller decides when to give up on silence.
-    """
-    key = stream_key(prefix, job_id)
-    last = after
-    while True:
-        response = client.xread({key: last}, block=block_ms, count=500)
-        if not response:
-            yield None
-            continue
-        for entry_id, fields in response[0][1]:
-            event = _decode(entry_id, fields)
-            last = event.id
-            yield event
-            if event.is_terminal:
-                return
 
 
 def stream_exists(client: redis.Redis, prefix: str, job_id: str) -> bool:

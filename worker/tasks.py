@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
+from api.extensions import db
 from config.logging_setup import request_id_var
 from worker.runner import JobBusy, run_job
+
+# How long a job whose database is away waits before its next try (as long as it takes).
+DATABASE_RETRY_SECONDS = 5
 
 
 def _run(task: Task, job_id: str, queue: str, request_id: str | None) -> None:
@@ -17,6 +22,11 @@ def _run(task: Task, job_id: str, queue: str, request_id: str | None) -> None:
     except JobBusy as exc:
         # Delivered twice while its first worker is alive: look again once that lock lapses.
         raise task.retry(countdown=current_app.config["JOB_LOCK_TTL"], max_retries=20) from exc
+    except OperationalError as exc:
+        # PostgreSQL is unreachable. A failed task is acknowledged and its message gone, so
+        # the job waits for the database in a new message instead of being dropped.
+        db.session.remove()
+        raise task.retry(countdown=DATABASE_RETRY_SECONDS, max_retries=None) from exc
     finally:
         request_id_var.set(None)
 

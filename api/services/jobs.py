@@ -16,6 +16,7 @@ from api import metrics, queue
 from api.extensions import db, redis_store
 from api.models import Conversation, Job, Message
 from api.models.base import utcnow
+from api.relay import read_events
 from api.repositories import conversations as conversations_repo
 from api.repositories import jobs as jobs_repo
 from api.repositories import messages as messages_repo
@@ -29,7 +30,7 @@ from api.services.errors import (
     NotFound,
     QueueUnavailable,
 )
-from api.streams import EventWriter, cancel_key, enqueued_key, read_events
+from api.streams import EventWriter, cancel_key, enqueued_key
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,7 @@ def wait_until_ended(job: Job) -> None:
     config = current_app.config
     deadline = time.monotonic() + config["CHAT_WAIT_SECONDS"]
     db.session.close()  # no connection held while waiting
-    events = read_events(redis_store.client, config["REDIS_KEY_PREFIX"], str(job.id), block_ms=1000)
+    events = read_events(str(job.id), wait=1.0)
     for event in events:
         if event is not None and event.is_terminal:
             return

@@ -54,7 +54,7 @@ def _read_until_end(url: str, headers: dict, opened: threading.Barrier) -> list[
     return names
 
 
-def test_one_process_holds_many_streams_at_once(server):
+def test_one_process_holds_many_streams_at_once(server, redis_client):
     alice = register_over_http(server.url, "alice@example.com", "correct horse battery")
     headers = bearer(alice["access_token"])
     # No Celery worker reads this server's queues: the job stays queued, streams wait.
@@ -65,14 +65,22 @@ def test_one_process_holds_many_streams_at_once(server):
     # All streams must be open (and heard from) at the same time before the job ends: a
     # thread-per-request server with fewer threads than streams never gets there.
     opened = threading.Barrier(STREAMS + 1)
+    blocked_before = redis_client.info("clients")["blocked_clients"]
+    cancel_url = f"{server.url}/api/jobs/{job['id']}"
     with ThreadPoolExecutor(STREAMS) as pool:
         streams = [pool.submit(_read_until_end, url, headers, opened) for _ in range(STREAMS)]
-        opened.wait(timeout=60)
-        started = time.monotonic()
-        health = requests.get(f"{server.url}/health", timeout=5)
-        assert health.status_code == 200
-        assert time.monotonic() - started < 2
-        cancel = requests.delete(f"{server.url}/api/jobs/{job['id']}", headers=headers, timeout=10)
+        try:
+            opened.wait(timeout=60)
+            # One reader per process waits in Redis for them all, not an XREAD per stream.
+            time.sleep(0.5)
+            blocked = redis_client.info("clients")["blocked_clients"] - blocked_before
+            assert blocked <= 2, blocked
+            started = time.monotonic()
+            health = requests.get(f"{server.url}/health", timeout=5)
+            assert health.status_code == 200
+            assert time.monotonic() - started < 2
+        finally:  # the streams end with the job, also when an assertion failed
+            cancel = requests.delete(cancel_url, headers=headers, timeout=10)
         assert cancel.status_code == 202, cancel.text
         ended = [stream.result(timeout=30) for stream in streams]
     assert ended == [["cancelled"]] * STREAMS
@@ -105,3 +113,29 @@ def test_a_slow_query_does_not_hold_up_other_requests(server, migrated_database)
             assert me.result(timeout=10).json()["email"] == "alice@example.com"
     finally:
         lock.close()
+
+
+def test_quiet_streams_outlast_the_redis_socket_timeout(migrated_database, app, tmp_path):
+    # Heartbeats further apart than a Redis command may take: the stream must not break
+    # while the job waits in the queue.
+    env = {"SSE_HEARTBEAT_SECONDS": "2", "REDIS_SOCKET_TIMEOUT": "1"}
+    env["TEST_REDIS_KEY_PREFIX"] = f"{os.environ['TEST_REDIS_KEY_PREFIX']}quiet:"
+    quiet = start_gunicorn(tmp_path / "gunicorn.log", env, workers=1)
+    try:
+        alice = register_over_http(quiet.url, "alice@example.com", "correct horse battery")
+        headers = bearer(alice["access_token"])
+        job = requests.post(
+            f"{quiet.url}/api/jobs", json={"message": "hi"}, headers=headers, timeout=10
+        ).json()
+        url = f"{quiet.url}/api/jobs/{job['id']}/events"
+        lines = []
+        with requests.get(url, headers=headers, stream=True, timeout=30) as response:
+            started = time.monotonic()
+            for line in response.iter_lines(decode_unicode=True):
+                lines.append(line)
+                if time.monotonic() - started > 5 and "cancelled" not in " ".join(lines):
+                    requests.delete(f"{quiet.url}/api/jobs/{job['id']}", headers=headers)
+        assert lines.count(": ping") >= 2
+        assert "event: cancelled" in lines
+    finally:
+        stop_gunicorn(quiet)
