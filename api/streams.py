@@ -63,9 +63,17 @@ class EventWriter:
         self._maxlen = maxlen
         self._ttl = ttl
 
-    def emit(self, name: str, data: dict[str, Any] | None = None) -> str:
+    def emit(
+        self, name: str, data: dict[str, Any] | None = None, *, only_if_exists: bool = False
+    ) -> str | None:
+        """Append an event; with `only_if_exists`, None instead when the stream is gone."""
         fields = {"event": name, "data": json.dumps(data or {}, ensure_ascii=False)}
-        if name in TERMINAL_EVENTS:
+        if only_if_exists:
+            # NOMKSTREAM: a stream Redis lost must be rebuilt whole, not restarted mid-answer.
+            entry_id = self._client.xadd(
+                self._key, fields, maxlen=self._maxlen, approximate=True, nomkstream=True
+            )
+        elif name in TERMINAL_EVENTS:
             # The end and its expiry in one round trip, so no stream is left without a TTL.
             pipe = self._client.pipeline(transaction=True)
             pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
@@ -73,6 +81,8 @@ class EventWriter:
             entry_id = pipe.execute()[0]
         else:
             entry_id = self._client.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
+        if entry_id is None:
+            return None
         return entry_id if isinstance(entry_id, str) else entry_id.decode()
 
     def emit_many(self, events: list[tuple[str, dict[str, Any]]]) -> None:

@@ -76,8 +76,16 @@ class JobLock:
 class JobHooks:
     """Receives the agent's tokens and tool activity; publishes them and checks for stops."""
 
-    def __init__(self, writer: EventWriter, client: redis.Redis, cancel_flag: str, deadline: float):
+    def __init__(
+        self,
+        writer: EventWriter,
+        client: redis.Redis,
+        cancel_flag: str,
+        deadline: float,
+        start: dict[str, Any],
+    ):
         self._writer, self._client, self._cancel_flag = writer, client, cancel_flag
+        self._start = start
         self._deadline = deadline
         self._next_cancel_check = 0.0
         self.parts: list[str] = []
@@ -101,7 +109,13 @@ class JobHooks:
         if self.first_token_at is None:
             self.first_token_at = utcnow()
         self.parts.append(text)
-        self._writer.emit("token", {"text": text})
+        if self._writer.emit("token", {"text": text}, only_if_exists=True) is None:
+            # Redis lost the stream (a restart without persistence): write it again whole,
+            # so late readers get the answer from its start and live ones start over.
+            lost = {"reason": "the event stream was lost and rebuilt"}
+            self._writer.emit_many(
+                [("reset", lost), ("start", self._start), ("token", {"text": self.text})]
+            )
 
     def tool_call(self, name: str, arguments: dict[str, Any]) -> None:
         self.check()
@@ -203,12 +217,11 @@ def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
         return
     if attempt > 1:
         writer.emit("reset", {"attempt": attempt, "reason": "the job started over"})
-    writer.emit(
-        "start", {"job_id": str(job.id), "model": job.model, "tier": job.tier, "attempt": attempt}
-    )
+    start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, "attempt": attempt}
+    writer.emit("start", start)
     deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
     cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
-    hooks = JobHooks(writer, redis_store.client, cancel_flag, deadline)
+    hooks = JobHooks(writer, redis_store.client, cancel_flag, deadline, start)
     try:
         hooks.check(force=True)
         result = generate(job, hooks)

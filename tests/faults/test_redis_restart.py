@@ -149,15 +149,6 @@ def test_redis_restart_answers_503_then_recovers_and_loses_no_job(gateway, user,
     assert_not_restarted(gateway, processes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "app bug: a job generating across a Redis restart keeps writing to a new stream that "
-        "starts mid-answer (no `start`, only the tokens after the restart, then `done`); the "
-        "API relays that stream instead of rebuilding the events from PostgreSQL, so a client "
-        "that connects afterwards without Last-Event-ID assembles only the tail of the answer"
-    ),
-)
 @pytest.mark.timeout(120)
 def test_a_late_reader_of_a_job_that_generated_through_a_redis_restart_gets_all_of_it(
     gateway, user, fake
@@ -178,6 +169,10 @@ def test_a_late_reader_of_a_job_that_generated_through_a_redis_restart_gets_all_
     assert job["output"] == expected_reply(message, WORDS), job
     # "A client that connects late gets every event from the start."
     late = user.events(job_id)
-    assert late[0].event == "start", [event.event for event in late]
+    # The worker rebuilt the lost stream: a reset (for clients that were reading it), then
+    # the whole answer from its start.
+    names = [event.event for event in late]
+    rebuilt = names[names.index("reset") + 1 :] if "reset" in names else names
+    assert rebuilt[0] == "start", names
     assert late[-1].event == "done", [event.event for event in late]
     assert text_of(late) == job["output"]
