@@ -19,335 +19,69 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
-import re
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg2
 import redis
+from stack import (
+    HTTP_TIMEOUT,
+    MODEL,
+    Stack,
+    StackError,
+    Storage,
+    cpu_report,
+    create_api_key,
+    logger,
+    machine_cpu,
+    median_of,
+    parse_overrides,
+    summary,
+    verdict,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
-DB_NAME = "llm_gateway_bench"
-DATABASE_URL = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
-REDIS_URL = f"redis://{HOST}:6379/13"
-PREFIX = "gwbench:"
-MODEL = "llama3.2:3b"  # what the gateway's "light" tier is pinned to, and the fake serves
+STORAGE = Storage(db_name="llm_gateway_bench", redis_db=13, prefix="gwbench:")
 PROMPT = "Say hello."
-SERVICES = {"postgres", "redis-server"}
 TARGETS = {"added_p50": 10.0, "added_p99": 50.0, "relay_p99": 5.0}
 REQUEST_TIMEOUT = 60.0  # seconds for one whole request, stream included
-HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
-
-class StackError(RuntimeError):
-    """The stack did not come up (or went down)."""
+log = logger("ttft")
 
 
 class RequestFailed(RuntimeError):
     pass
 
 
-def log(message: str) -> None:
-    print(f"[ttft {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# --- statistics ----------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": percentile(values, 50),
-        "p90": percentile(values, 90),
-        "p99": percentile(values, 99),
-        "max": max(values) if values else math.nan,
-        "n": len(values),
-    }
-
-
-# --- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Stack:
-    log_dir: Path
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        with (self.log_dir / f"{name}.log").open("wb") as out:
-            # Own session = own process group, so stop() reaches gunicorn's and celery's
-            # children too.
-            process = subprocess.Popen(  # noqa: S603
-                args,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.processes[name] = process
-        return process
-
-    def log_text(self, name: str) -> str:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-
-    def check_alive(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise StackError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name: str, lines: int = 30) -> str:
-        return "\n".join(self.log_text(name).splitlines()[-lines:])
-
-    def stop(self) -> None:
-        for process in reversed(self.processes.values()):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in reversed(self.processes.values()):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in self.processes.values():
-            # Whatever is left of each group (a leader that ignored SIGTERM, orphans).
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
-        self.processes.clear()
-
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds (user + system) used so far by each group's live processes, by this
-        client, and by the shared PostgreSQL and Redis servers (which serve other users too)."""
-        groups = {process.pid: name for name, process in self.processes.items()}
-        totals = dict.fromkeys([*self.processes, "postgres+redis"], 0.0)
-        ticks = os.sysconf("SC_CLK_TCK")
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                raw = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            comm, fields = raw.split("(", 1)[1].rsplit(")", 1)[0], raw.rsplit(")", 1)[1].split()
-            name = groups.get(int(fields[2]))  # pgrp
-            if name is None and comm in SERVICES:
-                name = "postgres+redis"
-            if name is not None:
-                totals[name] += (int(fields[11]) + int(fields[12])) / ticks
-        totals["client"] = time.process_time()
-        return totals
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = sum(values[:8])
-    idle = values[3] + values[4]
-    return (total - idle) / ticks, total / ticks
-
-
-def reset_database() -> None:
-    conn = psycopg2.connect(host=HOST, port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB_NAME}"')
-    conn.close()
-
-
-def drop_database() -> None:
-    conn = psycopg2.connect(host=HOST, port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    conn.close()
-
-
-def clean_redis() -> int:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-    keys = list(client.scan_iter(match=PREFIX + "*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start : start + 500])
-    client.close()
-    return len(keys)
-
-
-def app_env(overrides: dict[str, str]) -> dict[str, str]:
-    return {
-        **os.environ,
-        "APP_ENV": "development",
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_KEY_PREFIX": PREFIX,
-        # Pinned so that a caller's environment cannot point the stack elsewhere.
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_RESULT_BACKEND": REDIS_URL,
-        "LLM_PROVIDER": "ollama",
-        "MODEL_LIGHT": MODEL,
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-        **overrides,
-    }
-
-
-def wait_for_log(stack: Stack, name: str, pattern: str, timeout: float) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(pattern, stack.log_text(name))
-        if match:
-            return match
-        stack.check_alive()
-        time.sleep(0.1)
-    raise StackError(f"{name} did not start within {timeout:.0f} s:\n{stack.tail(name)}")
-
-
-def wait_for_health(stack: Stack, base: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stack.check_alive()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise StackError(f"gunicorn was not healthy within {timeout:.0f} s:\n{stack.tail('gunicorn')}")
-
-
 def start_stack(stack: Stack, args: argparse.Namespace) -> tuple[str, str]:
     """Database, fake model server, API and worker; returns (fake url, api url)."""
-    python = sys.executable
-    overrides = dict(item.split("=", 1) for item in args.set)
-    log(f"database {DB_NAME}: drop, create, migrate")
-    reset_database()
-    migrate = subprocess.run(  # noqa: S603
-        [str(BIN / "flask"), "--app", "api", "db", "upgrade"],
-        cwd=ROOT,
-        env=app_env(overrides),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    # Every request is a generation by one user at full concurrency: no answer from the
+    # cache, no per-user caps (the defaults would answer 429 to most of the load).
+    measured = {
+        "CACHE_TTL_SECONDS": "0",
+        "MAX_JOBS_IN_FLIGHT": "0",
+        "RATE_LIMIT_USER_PER_MINUTE": "1000000",
+    }
+    overrides = {**measured, **parse_overrides(args.set)}
+    stack.prepare_storage(overrides)
+    fake_url = stack.start_fake_ollama(
+        ["--token-delay", str(args.token_delay), "--reply-tokens", str(args.reply_tokens)]
     )
-    if migrate.returncode != 0:
-        raise StackError(f"migration failed:\n{migrate.stdout}\n{migrate.stderr}")
-    log(f"redis db 13: removed {clean_redis()} {PREFIX}* keys")
-
-    stack.spawn(
-        "fake-ollama",
-        [
-            python,
-            "-m",
-            "tests.fakes.ollama",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--token-delay",
-            str(args.token_delay),
-            "--reply-tokens",
-            str(args.reply_tokens),
-        ],
-        {**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    fake_url = wait_for_log(stack, "fake-ollama", r"FakeOllama listening on (\S+)", 20).group(1)
     log(f"fake Ollama at {fake_url}")
-
-    port = free_port()
-    base = f"http://{HOST}:{port}"
-    stack.spawn(
-        "gunicorn",
-        [python, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
-        app_env(
-            {
-                "GUNICORN_BIND": f"{HOST}:{port}",
-                "WEB_CONCURRENCY": "2",
-                "GUNICORN_THREADS": str(args.gunicorn_threads),
-                **overrides,
-            }
-        ),
+    base = stack.start_gunicorn(
+        {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": str(args.gunicorn_threads), **overrides}
     )
-    stack.spawn(
-        "worker",
-        [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "-Q",
-            "light",
-            "-P",
-            "threads",
-            "-c",
-            str(args.worker_threads),
-            "-n",
-            "bench-light@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
-        app_env({"OLLAMA_URL": fake_url, **overrides}),
-    )
-    wait_for_health(stack, base, 60)
+    stack.start_worker(args.worker_threads, {"OLLAMA_URL": fake_url, **overrides})
+    stack.wait_for_health(base, 60)
     log(f"gunicorn healthy at {base}")
     return fake_url, base
-
-
-def create_api_key(base: str) -> str:
-    email, password = f"bench-{os.getpid()}@example.com", "bench passphrase 1234"
-    with httpx.Client(base_url=base, timeout=HTTP_TIMEOUT) as client:
-        created = client.post("/api/auth/register", json={"email": email, "password": password})
-        if created.status_code != 201:
-            raise StackError(f"register: {created.status_code} {created.text}")
-        login = client.post("/api/auth/login", json={"email": email, "password": password})
-        if login.status_code != 200:
-            raise StackError(f"login: {login.status_code} {login.text}")
-        access = login.json()["access_token"]
-        key = client.post(
-            "/api/user/api-keys",
-            json={"name": "ttft bench"},
-            headers={"Authorization": f"Bearer {access}"},
-        )
-        if key.status_code != 201:
-            raise StackError(f"api key: {key.status_code} {key.text}")
-        return key.json()["key"]
 
 
 # --- the two paths -------------------------------------------------------------------------
@@ -513,16 +247,6 @@ def stages(samples: list[Sample], timings: dict[str, dict[str, Any]]) -> dict[st
     }
 
 
-def cpu_report(ours: dict[str, float], busy: float, total: float, wall: float) -> dict:
-    """CPU over one run: the machine's, and % of one core per process group; "others" is
-    what ran on the machine besides this stack and the shared PostgreSQL and Redis."""
-    return {
-        "machine_busy_pct_of_all_cores": 100 * busy / total,
-        "pct_of_one_core": {name: 100 * seconds / wall for name, seconds in ours.items()},
-        "others_pct_of_one_core": 100 * (busy - sum(ours.values())) / wall,
-    }
-
-
 # --- one repetition ------------------------------------------------------------------------
 
 
@@ -595,20 +319,6 @@ async def warm_up(fake_url: str, base: str, api_key: str, args: argparse.Namespa
 
 
 # --- report --------------------------------------------------------------------------------
-
-
-def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median over repetitions of every numeric leaf (lists of examples are dropped)."""
-    first = results[0]
-    if isinstance(first, dict):
-        return {key: median_of([r[key] for r in results]) for key in first}
-    if isinstance(first, int | float):
-        return statistics.median(results)
-    return None
-
-
-def verdict(value: float, target: float) -> str:
-    return "met" if value <= target else "NOT MET"
 
 
 def print_table(final: dict[str, Any], config: dict[str, Any]) -> None:
@@ -684,20 +394,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # runs the finally blocks: the stack is stopped
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    log_dir = Path(tempfile.mkdtemp(prefix="ttft-bench-"))
-    stack = Stack(log_dir)
+    stack = Stack.create(STORAGE, log, "ttft-bench-")
     failed = False
     try:
         try:
             fake_url, base = start_stack(stack, args)
-            api_key = create_api_key(base)
+            api_key = create_api_key(base, "ttft bench")
             log(f"warming up ({args.warmup} requests per path, not counted)")
             asyncio.run(warm_up(fake_url, base, api_key, args))
         except (StackError, httpx.HTTPError, psycopg2.Error, redis.RedisError, OSError) as exc:
@@ -713,16 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"the stack went down: {exc}")
         return 2
     finally:
-        stack.stop()
-        with contextlib.suppress(psycopg2.Error, redis.RedisError):
-            clean_redis()
-            drop_database()
-        if failed or args.keep_logs:
-            log(f"process logs kept in {log_dir}")
-        else:
-            for path in log_dir.iterdir():
-                path.unlink()
-            log_dir.rmdir()
+        stack.close(keep_logs=failed or args.keep_logs)
 
     final = median_of(runs)
     errors_total = sum(run[path]["errors"] for run in runs for path in ("direct", "gateway"))

@@ -147,6 +147,7 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
 def _finish(
     job: Job, status: str, hooks: JobHooks | None, event: tuple[str, dict], **fields: Any
 ) -> None:
+    db.session.add(job)  # back from its detachment during the generation
     if hooks is not None:
         fields = {
             "first_token_at": hooks.first_token_at,
@@ -158,6 +159,7 @@ def _finish(
 
 
 def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> None:
+    db.session.add(job)
     message_id = jobs_service.add_answer_message(
         job, hooks.text, result.prompt_tokens, result.completion_tokens
     )
@@ -222,6 +224,11 @@ def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
     deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
     cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
     hooks = JobHooks(writer, redis_store.client, cancel_flag, deadline, start)
+    # No transaction stays open while the model generates (minutes): it would hold locks
+    # that block migrations and table maintenance, and die with a database restart. The
+    # job, fully loaded, is detached until its outcome is written.
+    db.session.expunge(job)
+    db.session.commit()
     try:
         hooks.check(force=True)
         result = generate(job, hooks)
