@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 READ_COUNT = 500
 # How long one XREAD blocks; below the Redis socket timeout, which would cut it short.
 MAX_BLOCK_MS = 1000
+# After a read, the reader waits this long so the next one carries more entries: a read
+# costs per stream followed, and returns as soon as any one stream has something new.
+GATHER_SECONDS = 0.005
 # A reader that lost Redis tries again after this pause.
 RETRY_SECONDS = 0.5
 # A reader with nothing to follow for this long stops; the next follower starts another.
@@ -60,6 +63,8 @@ class Relay:
         self._block_ms = block_ms
         self._wake_key = f"{prefix}relay:wake:{uuid.uuid4().hex}"
         self._followers: dict[str, set[Follower]] = {}
+        # Where the next read starts in each stream: the furthest back of its followers.
+        self._positions: dict[str, str] = {}
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
 
@@ -67,6 +72,9 @@ class Relay:
         follower = Follower(key, after)
         with self._lock:
             self._followers.setdefault(key, set()).add(follower)
+            known = self._positions.get(key)
+            if known is None or _order(after) < _order(known):
+                self._positions[key] = after
             if self._reader is None:
                 self._reader = threading.Thread(target=self._run, daemon=True, name="relay")
                 self._reader.start()
@@ -80,6 +88,7 @@ class Relay:
                 followers.discard(follower)
                 if not followers:
                     del self._followers[follower.key]
+                    del self._positions[follower.key]
 
     def _wake(self) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -92,10 +101,7 @@ class Relay:
         idle_since = time.monotonic()
         while True:
             with self._lock:
-                positions = {
-                    key: min((f.last for f in followers), key=_order)
-                    for key, followers in self._followers.items()
-                }
+                positions = dict(self._positions)
                 if positions:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > IDLE_SECONDS:
@@ -117,10 +123,16 @@ class Relay:
                     wake_last = entries[-1][0]
                 else:
                     self._deliver(key, [decode_entry(i, fields) for i, fields in entries])
+            if response:
+                time.sleep(GATHER_SECONDS)
 
     def _deliver(self, key: str, events: list[Event]) -> None:
         with self._lock:
             followers = list(self._followers.get(key, ()))
+            if key in self._positions and _order(events[-1].id) > _order(self._positions[key]):
+                # Every follower is now at or past this entry (a later joiner that starts
+                # further back moves the position back in follow()).
+                self._positions[key] = events[-1].id
         for follower in followers:
             last = _order(follower.last)
             for event in events:

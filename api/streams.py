@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -22,18 +21,37 @@ import redis
 TERMINAL_EVENTS = frozenset({"done", "error", "cancelled"})
 
 
-@dataclass(frozen=True)
+def compact_json(data: dict[str, Any]) -> str:
+    """Event data as stored in a stream and sent to clients (one line, no spaces)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 class Event:
-    id: str
-    name: str
-    data: dict[str, Any]
+    """One event of a job: its stream entry id, name and JSON data.
+
+    An event read from Redis keeps its data as the JSON text it was stored as: relaying it
+    to a client needs no decoding and encoding again (most are relayed, never inspected).
+    """
+
+    __slots__ = ("_data", "_raw", "id", "name")
+
+    def __init__(self, id: str, name: str, data: dict[str, Any] | None = None, *, raw=None):
+        self.id, self.name, self._data, self._raw = id, name, data, raw
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self._raw or "{}")
+        return self._data
 
     @property
     def is_terminal(self) -> bool:
         return self.name in TERMINAL_EVENTS
 
     def to_sse(self) -> str:
-        payload = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        payload = self._raw
+        if payload is None:
+            payload = compact_json(self._data)
         return f"id: {self.id}\nevent: {self.name}\ndata: {payload}\n\n"
 
 
@@ -67,7 +85,7 @@ class EventWriter:
         self, name: str, data: dict[str, Any] | None = None, *, only_if_exists: bool = False
     ) -> str | None:
         """Append an event; with `only_if_exists`, None instead when the stream is gone."""
-        fields = {"event": name, "data": json.dumps(data or {}, ensure_ascii=False)}
+        fields = {"event": name, "data": compact_json(data or {})}
         if only_if_exists:
             # NOMKSTREAM: a stream Redis lost must be rebuilt whole, not restarted mid-answer.
             entry_id = self._client.xadd(
@@ -89,7 +107,7 @@ class EventWriter:
         """Append several events in one round trip (a replayed answer, say)."""
         pipe = self._client.pipeline(transaction=True)
         for name, data in events:
-            fields = {"event": name, "data": json.dumps(data, ensure_ascii=False)}
+            fields = {"event": name, "data": compact_json(data)}
             pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
         if events and events[-1][0] in TERMINAL_EVENTS:
             pipe.expire(self._key, self._ttl)
@@ -103,9 +121,9 @@ def decode_entry(entry_id: Any, fields: dict) -> Event:
         return value.decode() if isinstance(value, bytes) else value
 
     return Event(
-        id=text(entry_id),
-        name=text(fields.get("event") or fields.get(b"event")),
-        data=json.loads(text(fields.get("data") or fields.get(b"data") or "{}")),
+        text(entry_id),
+        text(fields.get("event") or fields.get(b"event")),
+        raw=text(fields.get("data") or fields.get(b"data") or "{}"),
     )
 
 
