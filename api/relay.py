@@ -129,16 +129,18 @@ class Relay:
     def _deliver(self, key: str, events: list[Event]) -> None:
         with self._lock:
             followers = list(self._followers.get(key, ()))
-            if key in self._positions and _order(events[-1].id) > _order(self._positions[key]):
-                # Every follower is now at or past this entry (a later joiner that starts
-                # further back moves the position back in follow()).
-                self._positions[key] = events[-1].id
         for follower in followers:
             last = _order(follower.last)
             for event in events:
                 if _order(event.id) > last:
                     follower.inbox.put(event)
                     follower.last = event.id
+        with self._lock:
+            # The furthest back of the followers now, including any that joined during
+            # this read with an earlier place than the read started from.
+            current = self._followers.get(key)
+            if current:
+                self._positions[key] = min((f.last for f in current), key=_order)
 
 
 def _relay(app: Flask) -> Relay:

@@ -92,3 +92,28 @@ def test_one_reader_for_many_followers_and_none_when_idle(app):
     assert not readers[0].is_alive()
     with app.app_context():
         assert _relay(app)._reader is None
+
+
+def test_a_late_follower_from_the_start_gets_what_earlier_ones_already_had(app):
+    job = str(uuid.uuid4())
+    early, late = [], []
+
+    def follow(into: list, after: str) -> None:
+        with app.app_context():
+            into.extend(e.name for e in read_events(job, after=after, wait=5) if e is not None)
+
+    first = threading.Thread(target=follow, args=(early, "0-0"))
+    first.start()
+    with app.app_context():
+        w = writer(app, job)
+        w.emit("start", {})
+        w.emit("token", {"text": "a"})
+    time.sleep(0.3)  # the reader has moved past both entries for the first follower
+    second = threading.Thread(target=follow, args=(late, "0-0"))
+    second.start()
+    time.sleep(0.3)
+    with app.app_context():
+        w.emit("done", {})
+    for thread in (first, second):
+        thread.join(timeout=10)
+    assert early == late == ["start", "token", "done"]
