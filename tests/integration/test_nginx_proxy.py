@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,16 @@ class Proxy:
             if line.startswith("{") and f'"{request_id}"' in line:
                 records.append(json.loads(line))
         return records
+
+
+def eventually(check, timeout: float = 5.0) -> bool:
+    """Whether `check()` becomes true within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def local_config(app_port: int, port: int, where: Path) -> Path:
@@ -114,7 +125,7 @@ def proxy(migrated_database, workers, tmp_path_factory) -> Iterator[Proxy]:
             except requests.RequestException:
                 if process.poll() is not None:
                     raise RuntimeError((where / "error.log").read_text()) from None
-                subprocess.run(["sleep", "0.1"], check=True)
+                time.sleep(0.1)
         yield Proxy(url=url, port=port, app=app, access_log=where / "access.log")
     finally:
         stop_process(process)
@@ -164,7 +175,8 @@ def test_request_ids_are_one_from_nginx_to_the_app(proxy, app):
     replaced = headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", replaced)
     assert proxy.app_records(replaced)
-    assert f'"{replaced}"' in proxy.access_log.read_text()
+    # nginx writes its access line once the request is finalized, just after the answer.
+    assert eventually(lambda: f'"{replaced}"' in proxy.access_log.read_text())
 
 
 def test_security_headers(proxy, app):
