@@ -46,9 +46,11 @@ from typing import Any
 
 import psycopg2
 import redis
+from stack import StackError, free_port, logger, machine_cpu, summary
 
-# Private stack helpers below mirror bench/ttft.py's; bench/stack.py (being factored out of
-# ttft.py) did not exist when this was written: merge them there.
+# The statistics, CPU and port helpers come from bench/stack.py. The stack below (its own
+# database seeded with running jobs, no worker, no model) is still this script's own; it
+# could move onto stack.Stack/Storage, which the other benchmarks use.
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -77,36 +79,10 @@ WARMUP_STREAMS_PER_WORKER = 8
 TOKEN_TEXT = " tok"  # noqa: S105 (not a password: the text of every token)
 
 
-class StackError(RuntimeError):
-    """The stack did not come up (or went down)."""
-
-
-def log(message: str) -> None:
-    print(f"[streams {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("streams")
 
 
 # --- statistics ----------------------------------------------------------------------------
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    """p50/p90/p99 (linear interpolation between closest ranks, numpy's default), max, n."""
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        if not ordered:
-            return math.nan
-        rank = (len(ordered) - 1) * q / 100
-        low = math.floor(rank)
-        high = min(low + 1, len(ordered) - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-    return {
-        "p50": pick(50),
-        "p90": pick(90),
-        "p99": pick(99),
-        "max": ordered[-1] if ordered else math.nan,
-        "n": len(ordered),
-    }
 
 
 def median_of(results: list[Any]) -> Any:
@@ -121,12 +97,6 @@ def median_of(results: list[Any]) -> Any:
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -237,15 +207,6 @@ def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
         name = key.split("/", 1)[0]
         used[name] = used.get(name, 0.0) + (seconds - before[key] if key in before else 0.0)
     return used
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = sum(values[:8])
-    idle = values[3] + values[4]
-    return (total - idle) / ticks, total / ticks
 
 
 def rss_kb(pid: int) -> int:
