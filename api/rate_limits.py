@@ -56,10 +56,18 @@ login_per_ip = limiter.limit(
     key_func=get_remote_address,
     scope="login-ip",
 )
-# Only failures count: a brute force against one account is slowed from any number of IPs,
-# and the owner's successful logins never lock them out.
-login_per_email = limiter.limit(
+# Only failures count, so the owner's successful logins never lock them out. Failures are
+# counted per account and client address: an attacker failing from one address locks only
+# that address out of the account, not its owner elsewhere; a larger budget per account
+# over all addresses together slows a guesser spread over many.
+login_per_email_and_ip = limiter.limit(
     lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL"],
+    key_func=lambda: f"{_email_in_body()}:ip:{get_remote_address()}",
+    scope="login-email-ip",
+    deduct_when=_failed_credentials,
+)
+login_per_email = limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS"],
     key_func=_email_in_body,
     scope="login-email",
     deduct_when=_failed_credentials,

@@ -55,7 +55,10 @@ class Config:
         self.DATABASE_URL = env_str(
             "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/llm_gateway"
         )
-        self.DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 5)
+        # Connections kept open per process. Under gevent every request in progress holds
+        # one, so a pool smaller than the requests an API process serves at once opens and
+        # closes a connection per request beyond it (up to 10 more).
+        self.DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20)
         self.DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 3)
         self.REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
         # Every key the gateway writes starts with this, so deployments can share a Redis.
@@ -72,9 +75,14 @@ class Config:
 
         # --- rate limits (flask-limiter syntax, counted in Redis) ----------------------
         self.LOGIN_RATE_LIMIT_PER_IP = env_str("LOGIN_RATE_LIMIT_PER_IP", "20/minute")
-        # Counts failed attempts only, so users are never locked out by their own
-        # successful logins.
+        # Both count failed attempts only, so users are never locked out by their own
+        # successful logins. Per email from one client address: an attacker elsewhere
+        # cannot lock the owner out with it.
         self.LOGIN_RATE_LIMIT_PER_EMAIL = env_str("LOGIN_RATE_LIMIT_PER_EMAIL", "5/minute")
+        # Per email from all addresses together: slows a guesser spread over many.
+        self.LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS = env_str(
+            "LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS", "50/minute"
+        )
         self.REGISTER_RATE_LIMIT_PER_IP = env_str("REGISTER_RATE_LIMIT_PER_IP", "10/minute")
 
         # --- models and routing -------------------------------------------------------
@@ -242,8 +250,11 @@ class Config:
             "task_serializer": "json",
             "accept_content": ["json"],
             "worker_hijack_root_logger": False,
+            # Flower follows tasks from their workers' events. No "task-sent" event from
+            # the API: it cost every submit a publish (docs/benchmarks.md), and what waits
+            # in a queue is counted by Flower's broker view and /api/metrics.
             "worker_send_task_events": True,
-            "task_send_sent_event": True,
+            "task_send_sent_event": False,
             "broker_connection_retry_on_startup": True,
         }
         self.API_TITLE = "LLM Gateway"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Uuid, func
+from sqlalchemy import DateTime, Uuid, event, func, inspect
 from sqlalchemy.orm import Mapped, mapped_column
+
+from api.extensions import db
 
 
 def utcnow() -> datetime:
@@ -37,3 +39,24 @@ def updated_at_column() -> Mapped[datetime]:
         onupdate=utcnow,
         server_default=func.now(),
     )
+
+
+# Columns whose Python-side default is applied when an object is built, not at its flush.
+EARLY_DEFAULTS = ("id", "created_at", "updated_at")
+
+
+@event.listens_for(db.Model, "init", propagate=True)
+def _apply_early_defaults(target: object, args: tuple, kwargs: dict) -> None:
+    """Give a new object its id and timestamps as soon as it is built.
+
+    Services can then link new objects and write them all in the one flush of their
+    commit, instead of flushing after each add to learn an id (a round trip and a
+    unit-of-work pass each).
+    """
+    columns = inspect(type(target)).columns
+    for name in EARLY_DEFAULTS:
+        column = columns.get(name)
+        if name in kwargs or column is None or column.default is None:
+            continue
+        if column.default.is_callable:
+            kwargs[name] = column.default.arg(None)

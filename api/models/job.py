@@ -18,7 +18,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.extensions import db
 from api.models.base import created_at_column, elapsed_ms, uuid_pk
@@ -94,6 +94,14 @@ class Job(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_token_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # Never loaded (the ids are what the code uses): they tell the flush to insert a new
+    # conversation and messages before a job that names them in the same commit.
+    conversation = relationship("Conversation", lazy="raise_on_sql")
+    user_message = relationship("Message", foreign_keys=[user_message_id], lazy="raise_on_sql")
+    assistant_message = relationship(
+        "Message", foreign_keys=[assistant_message_id], lazy="raise_on_sql"
+    )
 
     @property
     def is_terminal(self) -> bool:

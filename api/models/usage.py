@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.extensions import db
 from api.models.base import created_at_column, uuid_pk
@@ -41,3 +41,6 @@ class UsageRecord(db.Model):
         Boolean, nullable=False, default=False, server_default=text("false")
     )
     created_at: Mapped[datetime] = created_at_column()
+
+    # Never loaded: it orders the insert after its job's when both are in one commit.
+    job = relationship("Job", lazy="raise_on_sql")

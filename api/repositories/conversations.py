@@ -11,8 +11,8 @@ from api.repositories.pagination import Page, paginate
 
 
 def add(conversation: Conversation) -> Conversation:
+    # Written at the commit's flush with everything else: its id is known already.
     db.session.add(conversation)
-    db.session.flush()
     return conversation
 
 

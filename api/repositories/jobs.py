@@ -11,8 +11,8 @@ from api.repositories.pagination import Page, paginate
 
 
 def add(job: Job) -> Job:
+    # Written at the commit's flush with everything else: its id is known already.
     db.session.add(job)
-    db.session.flush()
     return job
 
 

@@ -5,6 +5,6 @@ from api.models import Message
 
 
 def add(message: Message) -> Message:
+    # Written at the commit's flush with everything else: its id is known already.
     db.session.add(message)
-    db.session.flush()
     return message

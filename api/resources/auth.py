@@ -2,7 +2,12 @@ from __future__ import annotations
 
 from flask_jwt_extended import get_current_user, get_jwt, jwt_required
 
-from api.rate_limits import login_per_email, login_per_ip, register_per_ip
+from api.rate_limits import (
+    login_per_email,
+    login_per_email_and_ip,
+    login_per_ip,
+    register_per_ip,
+)
 from api.resources.blueprint import Blueprint
 from api.schemas.auth import LoginSchema, RegisterSchema, TokenPairSchema
 from api.schemas.users import UserSchema
@@ -28,8 +33,10 @@ def register(payload):
 
 
 @blp.route("/login", methods=["POST"])
+# The innermost limit is the one the X-RateLimit headers describe.
 @login_per_ip
 @login_per_email
+@login_per_email_and_ip
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
 @blp.alt_response(401, description="Invalid email or password")

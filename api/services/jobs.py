@@ -97,6 +97,8 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     if answer is None:  # a cached answer costs the model servers nothing: no job quota
         usage.check_submission_allowed(user_id)
 
+    # Everything below is written in the commit's one flush (ids are known on creation),
+    # and a cached answer's job is inserted finished rather than inserted and updated.
     user_message = None
     if keeps_conversation:
         if conversation is None:
@@ -117,10 +119,10 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         user_message_id=user_message.id if user_message else None,
         cache_key=cache_key,
     )
+    if answer is not None:
+        _answer_from_cache(job, answer, conversation)
     try:
         jobs_repo.add(job)
-        if answer is not None:
-            _answer_from_cache(job, answer)
         db.session.commit()
     except IntegrityError:
         # The same idempotency key raced in from a parallel request: that one wins.
@@ -186,8 +188,14 @@ def _enqueue(job: Job) -> None:
         raise QueueUnavailable("The job queue is unavailable; retry shortly.") from exc
 
 
-def _answer_from_cache(job: Job, answer: response_cache.CachedAnswer) -> None:
-    """Complete a queued job with a cached (or shared) answer; the caller commits."""
+def _answer_from_cache(
+    job: Job, answer: response_cache.CachedAnswer, conversation: Conversation | None = None
+) -> None:
+    """Complete a queued job with a cached (or shared) answer; the caller commits.
+
+    `conversation` is the job's conversation when the caller has it at hand (it may be
+    new, not yet written).
+    """
     now = utcnow()
     job.status = "succeeded"
     job.cached = True
@@ -197,18 +205,23 @@ def _answer_from_cache(job: Job, answer: response_cache.CachedAnswer) -> None:
     job.completion_tokens = answer.completion_tokens
     job.started_at = job.first_token_at = job.finished_at = now
     job.assistant_message_id = add_answer_message(
-        job, answer.text, answer.prompt_tokens, answer.completion_tokens
+        job, answer.text, answer.prompt_tokens, answer.completion_tokens, conversation
     )
     usage.record_job(job)
 
 
 def add_answer_message(
-    job: Job, text: str, prompt_tokens: int | None, completion_tokens: int | None
+    job: Job,
+    text: str,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    conversation: Conversation | None = None,
 ) -> uuid.UUID | None:
     """Store the answer in the job's conversation, if it still exists; the message id."""
     if job.conversation_id is None:
         return None
-    conversation = db.session.get(Conversation, job.conversation_id)
+    if conversation is None:
+        conversation = db.session.get(Conversation, job.conversation_id)
     if conversation is None:
         return None
     message = messages_repo.add(
@@ -381,9 +394,9 @@ def wait_until_ended(job: Job) -> None:
 
 def wait_for_answer(job: Job) -> Job:
     """The job once it has succeeded; 504 past CHAT_WAIT_SECONDS, 502 if it did not succeed."""
-    if not job.is_terminal:
+    if not job.is_terminal:  # else it was answered from the cache: nothing to read again
         wait_until_ended(job)
-    job = get(job.user_id, job.id)
+        job = get(job.user_id, job.id)
     if job.status != "succeeded":
         raise GenerationFailed(
             job.error_message or f"The job ended {job.status}.",

@@ -1099,13 +1099,24 @@ def assert_throttled(response) -> dict:
     return error
 
 
-def test_failed_logins_for_one_account_are_throttled_from_any_address(app, client, alice):
+def test_failed_logins_for_one_account_from_one_address_are_throttled(app, client, alice):
     limit = int(app.config["LOGIN_RATE_LIMIT_PER_EMAIL"].split("/")[0])
-    for attempt in range(limit):
+    for _ in range(limit):
+        response = login(client, alice.email, WRONG, ip="203.0.113.1")
+        assert error_of(response, 401)["code"] == "unauthorized"
+
+    # The email spelled otherwise: the same account's budget from that address is spent,
+    # even for the right password.
+    assert_throttled(login(client, " ALICE@example.COM ", WRONG, ip="203.0.113.1"))
+    assert_throttled(login(client, alice.email, PASSWORD, ip="203.0.113.1"))
+
+
+def test_failed_logins_for_one_account_from_many_addresses_are_throttled(app, client, alice):
+    app.config["LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS"] = "6/minute"
+    for attempt in range(6):
         response = login(client, alice.email, WRONG, ip=f"203.0.113.{attempt + 1}")
         assert error_of(response, 401)["code"] == "unauthorized"
 
-    # A new address, and the email spelled otherwise: the account's budget is spent.
     assert_throttled(login(client, " ALICE@example.COM ", WRONG, ip="192.0.2.200"))
 
 
@@ -1129,11 +1140,20 @@ def test_guessing_the_current_password_with_a_stolen_token_is_throttled(app, cli
     assert_throttled(client.put("/api/user/me/password", json=guess, headers=alice.headers))
 
 
-def test_an_attacker_locks_the_owner_out_only_until_the_window_ends(app, client, alice):
-    """While an account's failure budget is spent its owner is refused too (the limiter
-    checks before the password is), but only until the window ends: an attacker must keep
-    failing every window to keep the owner out."""
-    app.config["LOGIN_RATE_LIMIT_PER_EMAIL"] = "2/2 seconds"
+def test_an_attacker_at_one_address_cannot_lock_the_owner_out(app, client, alice):
+    limit = int(app.config["LOGIN_RATE_LIMIT_PER_EMAIL"].split("/")[0])
+    for _ in range(limit + 3):
+        login(client, alice.email, WRONG, ip="203.0.113.66")
+    assert_throttled(login(client, alice.email, WRONG, ip="203.0.113.66"))
+
+    # The owner, from their own address, still gets in.
+    assert login(client, alice.email, PASSWORD, ip="192.0.2.10").status_code == 200
+
+
+def test_a_spent_account_budget_refuses_the_owner_only_until_the_window_ends(app, client, alice):
+    """While an account's budget over all addresses is spent its owner is refused too (the
+    limiter checks before the password is), but only until the window ends."""
+    app.config["LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS"] = "2/2 seconds"
     for attempt in range(2):
         assert login(client, alice.email, WRONG, ip=f"203.0.113.{attempt + 1}").status_code == 401
 
