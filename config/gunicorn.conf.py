@@ -74,3 +74,10 @@ def post_fork(server, worker):
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
+
+
+def post_worker_init(worker):
+    """Once the app is loaded: keep the garbage collector's pauses out of the streams."""
+    from config.gc_policy import apply
+
+    apply()

@@ -9,6 +9,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from api import create_app
 from api.extensions import redis_store
+from config import gc_policy
 from config.logging_setup import configure_logging
 from worker.reconciler import Reconciler
 
@@ -22,6 +23,11 @@ configure_logging(flask_app.config["LOG_LEVEL"])
 import worker.tasks  # noqa: E402,F401  (registers the tasks on celery_app)
 
 _reconcilers: list[Reconciler] = []
+
+
+@worker_ready.connect
+def tune_gc(**kwargs) -> None:
+    gc_policy.apply()  # the tasks' modules (LangGraph, LangChain) are loaded by now
 
 
 @worker_ready.connect
