@@ -913,7 +913,7 @@ def start_profiles(ctx: Context, workers: list[int], seconds: float) -> list[Pat
     """py-spy on each gunicorn worker for the flow window (--profile)."""
     tool = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if tool is None:
-        log("--profile: py-spy not found (.venv/bin/pip install py-spy); not profiling")
+        log("--profile: py-spy not found (make install puts it in .venv); not profiling")
         return []
     paths = []
     for pid in workers:

@@ -8,6 +8,8 @@ queue), then measures, at the same concurrency and with the same fake model:
 (b) gateway: POST /api/jobs then GET /api/jobs/<id>/events; TTFT = POST start -> first
     `token` event read; relay delay of every token = client read time - the ms part of its
     Redis stream entry id (when the worker's XADD landed; same machine clock).
+Inter-token delay, both paths: the time between two consecutive tokens read by the client
+(for (b) only tokens XADDed after the events response opened: a backlog comes at once).
 
 Each repetition runs (a) then (b); the summary is the median of each statistic over the
 repetitions. Everything it started is stopped, and the database and keys removed, at the end.
@@ -101,13 +103,16 @@ class Sample:
     first_entry_ms: int = 0
     relay_ms: list[float] = field(default_factory=list)
     backlog_tokens: int = 0  # tokens already in the stream when the events response opened
+    gaps_ms: list[float] = field(default_factory=list)  # between consecutive tokens read
 
 
 async def direct_request(client: httpx.AsyncClient, fake_url: str) -> Sample:
     body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
     started = time.perf_counter()
     first: float | None = None
+    previous: float | None = None
     tokens = 0
+    gaps: list[float] = []
     async with client.stream("POST", f"{fake_url}/api/chat", json=body) as response:
         if response.status_code != 200:
             raise RequestFailed(f"direct: HTTP {response.status_code}")
@@ -120,12 +125,16 @@ async def direct_request(client: httpx.AsyncClient, fake_url: str) -> Sample:
             if chunk.get("done"):
                 break
             if (chunk.get("message") or {}).get("content"):
+                read = time.perf_counter()
                 if first is None:
-                    first = time.perf_counter()
+                    first = read
+                if previous is not None:
+                    gaps.append((read - previous) * 1000)
+                previous = read
                 tokens += 1
     if first is None:
         raise RequestFailed("direct: no token")
-    return Sample(ttft_ms=(first - started) * 1000, tokens=tokens)
+    return Sample(ttft_ms=(first - started) * 1000, tokens=tokens, gaps_ms=gaps)
 
 
 async def gateway_request(client: httpx.AsyncClient, base: str, api_key: str) -> Sample:
@@ -139,6 +148,7 @@ async def gateway_request(client: httpx.AsyncClient, base: str, api_key: str) ->
     sample = Sample(ttft_ms=math.nan, tokens=0, job_id=created.json()["id"], t0_wall=t0_wall)
     sample.post_ms = (posted - started) * 1000
     first: float | None = None
+    previous_live: float | None = None
     event: dict[str, str] = {}
     url = f"{base}/api/jobs/{sample.job_id}/events"
     async with client.stream("GET", url, headers=headers) as response:
@@ -162,6 +172,10 @@ async def gateway_request(client: httpx.AsyncClient, base: str, api_key: str) ->
                 sample.tokens += 1
                 if entry_ms < sample.sse_open_wall * 1000:
                     sample.backlog_tokens += 1
+                else:
+                    if previous_live is not None:
+                        sample.gaps_ms.append((read - previous_live) * 1000)
+                    previous_live = read
                 if first is None:
                     first = read
                     sample.first_read_wall, sample.first_entry_ms = read_wall, entry_ms
@@ -275,6 +289,7 @@ async def measure(
                 "errors": len(errors),
                 "error_examples": errors[:5],
                 "tokens_per_request": summary([float(s.tokens) for s in samples]),
+                "inter_token_ms": summary([gap for s in samples for gap in s.gaps_ms]),
                 "wall_s": wall,
                 "cpu": cpu_report(ours, machine_busy, total_after - total_before, wall),
             }
@@ -294,6 +309,9 @@ async def measure(
             )
     for q in ("p50", "p99"):
         result[f"added_{q}_ms"] = result["gateway"]["ttft_ms"][q] - result["direct"]["ttft_ms"][q]
+        result[f"added_inter_token_{q}_ms"] = (
+            result["gateway"]["inter_token_ms"][q] - result["direct"]["inter_token_ms"][q]
+        )
     return result
 
 
@@ -332,6 +350,8 @@ def print_table(final: dict[str, Any], config: dict[str, Any]) -> None:
     for label, stats in (
         ("direct TTFT (a)", direct["ttft_ms"]),
         ("gateway TTFT (b)", gateway["ttft_ms"]),
+        ("direct inter-token (a)", direct["inter_token_ms"]),
+        ("gateway inter-token (b)", gateway["inter_token_ms"]),
         ("relay delay, all tokens of (b)", gateway["relay_ms"]),
         ("  tokens XADDed after connect", gateway["relay_ms_live_only"]),
     ):
@@ -347,6 +367,8 @@ def print_table(final: dict[str, Any], config: dict[str, Any]) -> None:
     )
     for label, value, target in checks:
         print(f"{label:<30}{value:>9.1f}  target <= {target:g} ms: {verdict(value, target)}")
+    for q in ("p50", "p99"):
+        print(f"{'added inter-token ' + q:<30}{final[f'added_inter_token_{q}_ms']:>9.1f}")
     print("\ngateway stages (ms)            p50      p99")
     for name, stats in gateway["stages_ms"].items():
         print(f"  {name:<28}{stats['p50']:>7.1f}{stats['p99']:>9.1f}")
