@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ os.environ.setdefault(
 )
 os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("TEST_REDIS_KEY_PREFIX", f"gwtest:{_RUN_ID}:")
+# Kept apart from the variable, which tests narrow for the apps they build (own_key_prefix).
+RUN_KEY_PREFIX = os.environ["TEST_REDIS_KEY_PREFIX"]
 # Short limits so the failure paths of jobs finish in seconds; inherited by the gunicorn
 # and Celery worker processes that tests start.
 for _name, _value in {
@@ -104,7 +107,16 @@ def redis_client(test_config: TestingConfig) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(test_config.REDIS_URL, decode_responses=True)
     yield client
     # The run's keys go with it, as its database does.
-    keys = list(client.scan_iter(match=test_config.REDIS_KEY_PREFIX + "*", count=1000))
+    delete_keys(client, test_config.REDIS_KEY_PREFIX)
+
+
+def delete_keys(client: redis.Redis, prefix: str, keep: str | None = None) -> None:
+    """Delete every key under `prefix` except those under `keep`."""
+    keys = [
+        k
+        for k in client.scan_iter(match=prefix + "*", count=1000)
+        if keep is None or not k.startswith(keep)
+    ]
     if keys:
         client.delete(*keys)
 
@@ -116,12 +128,22 @@ def clean_state(app, redis_client: redis.Redis) -> None:
     prefix = app.config["REDIS_KEY_PREFIX"]
     # Queue bindings are declared once by running workers; without them a sent task is
     # silently dropped, so they survive the cleaning.
-    keep = f"{prefix}celery:_kombu.binding."
-    keys = [
-        k for k in redis_client.scan_iter(match=prefix + "*", count=1000) if not k.startswith(keep)
-    ]
-    if keys:
-        redis_client.delete(*keys)
+    delete_keys(redis_client, prefix, keep=f"{prefix}celery:_kombu.binding.")
+
+
+@contextmanager
+def own_key_prefix(redis_client: redis.Redis, name: str) -> Iterator[str]:
+    """A Redis key prefix under the run's, named `name`; its keys are deleted afterwards.
+
+    For apps and servers whose jobs must stay where they are put: the Celery workers that
+    other tests of the run start read the run's main queues, and would take those jobs
+    (and hold their rows) too. No worker reads the queues under this prefix.
+    """
+    prefix = f"{RUN_KEY_PREFIX}{name}:"
+    try:
+        yield prefix
+    finally:  # also when the test failed inside the block
+        delete_keys(redis_client, prefix)
 
 
 @pytest.fixture
@@ -133,14 +155,21 @@ def clean_after(app, redis_client):
     clean_state(app, redis_client)
 
 
-@pytest.fixture
-def app(migrated_database, test_config, redis_client):
-    app = create_app(test_config)
+@contextmanager
+def fresh_app(config: TestingConfig, redis_client: redis.Redis) -> Iterator:
+    """An app of `config` with the database and its keys cleaned; its connections closed after."""
+    app = create_app(config)
     clean_state(app, redis_client)
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(migrated_database, test_config, redis_client):
+    with fresh_app(test_config, redis_client) as app:
+        yield app
 
 
 @pytest.fixture

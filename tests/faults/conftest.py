@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from tests.conftest import (
     PASSWORD,
     TABLES,
     LiveServer,
+    delete_keys,
     free_port,
     start_gunicorn,
     stop_gunicorn,
@@ -225,9 +226,15 @@ class PgProxy:
         self.cut()
 
 
-def proxied_database_url(database_url: str, port: int) -> str:
+def database_proxy() -> PgProxy:
+    """A proxy (not started yet) to the run's database."""
+    database = make_url(os.environ["TEST_DATABASE_URL"])
+    return PgProxy(database.host or "127.0.0.1", database.port or 5432)
+
+
+def proxied_database_url(port: int) -> str:
     """The run's database URL with the host and port of the proxy."""
-    url = make_url(database_url).set(host="127.0.0.1", port=port)
+    url = make_url(os.environ["TEST_DATABASE_URL"]).set(host="127.0.0.1", port=port)
     return url.render_as_string(hide_password=False)
 
 
@@ -316,31 +323,42 @@ class Stack:
 def running_stack(
     workdir: Path,
     *,
-    redis_server: RedisServer,
     concurrency: dict[str, int],
-    fakes: dict[str, FakeOllama],
+    fakes: dict[str, FakeOllama] | None = None,
     env: dict[str, str] | None = None,
-    database_url: str | None = None,
-    proxy: PgProxy | None = None,
+    cut_database: bool = False,
     api_workers: int = 1,
 ) -> Iterator[Stack]:
-    """Start gunicorn and one Celery worker per queue against `redis_server`; stop them all.
+    """A module's whole stack, started in `workdir` and stopped after.
 
-    `fakes` maps each queue to its model server (one per tier, as production may have).
+    Our own Redis, the model servers, gunicorn and one Celery worker per queue; with
+    `cut_database`, the apps reach the database through a PgProxy (`Stack.proxy`).
+    `fakes` maps each queue to its model server (one per tier, as production may have);
+    without it, one FaultyOllama serves both.
     """
+    if fakes is None:
+        fakes = dict.fromkeys(("light", "heavy"), FaultyOllama())
+    redis_server = RedisServer(workdir)
+    proxy = database_proxy() if cut_database else None
+    models = list(dict.fromkeys(fakes.values()))  # one server may serve both queues
     overrides = {
         "TEST_REDIS_URL": redis_server.url,
         # The periodic reconciler of the workers: look every second, not every 30.
         "RECONCILE_INTERVAL_SECONDS": "1",
-        **({"TEST_DATABASE_URL": database_url} if database_url else {}),
+        **({"TEST_DATABASE_URL": proxied_database_url(proxy.port)} if proxy else {}),
         **(env or {}),
     }
     server: LiveServer | None = None
     workers: dict[str, Worker] = {}
-    # The run's database is shared with every other test module: start from an empty one,
-    # or the reconciler of our workers would pick up jobs other tests left queued.
-    truncate_tables()
     try:
+        redis_server.start()
+        if proxy is not None:
+            proxy.start()
+        for model in models:
+            model.start()
+        # The run's database is shared with every other test module: start from an empty
+        # one, or the reconciler of our workers would pick up jobs other tests left queued.
+        truncate_tables()
         server = start_gunicorn(
             workdir / "gunicorn.log", env_overrides=overrides, workers=api_workers
         )
@@ -362,6 +380,29 @@ def running_stack(
             worker.stop()
         if server is not None:
             stop_gunicorn(server)
+        for model in models:
+            model.stop()
+        if proxy is not None:
+            proxy.stop()
+        redis_server.stop()
+
+
+def time_limits(
+    soft: int, hard: int | None = None, visibility: int | None = None
+) -> dict[str, str]:
+    """The env of a stack's job time limits: `soft`, `hard` (5 s later unless given) and
+    the broker's visibility timeout (10 s after `hard` unless given).
+
+    The broker redelivers an unacknowledged message after its visibility timeout, so it
+    lies past the hard limit: a job that is still running is not handed to a second worker.
+    """
+    hard = soft + 5 if hard is None else hard
+    visibility = hard + 10 if visibility is None else visibility
+    return {
+        "JOB_SOFT_TIME_LIMIT": str(soft),
+        "JOB_TIME_LIMIT": str(hard),
+        "BROKER_VISIBILITY_TIMEOUT": str(visibility),
+    }
 
 
 def truncate_tables() -> None:
@@ -376,13 +417,8 @@ def truncate_tables() -> None:
 
 def clean_own_redis(stack: Stack, prefix: str) -> None:
     """The run's keys in our Redis, except the queue bindings the workers declared."""
-    keep = f"{prefix}celery:_kombu.binding."
     with contextlib.closing(stack.redis.client()) as client:
-        keys = [
-            k for k in client.scan_iter(match=prefix + "*", count=1000) if not k.startswith(keep)
-        ]
-        if keys:
-            client.delete(*keys)
+        delete_keys(client, prefix, keep=f"{prefix}celery:_kombu.binding.")
 
 
 @pytest.fixture
@@ -423,6 +459,21 @@ def submit(client: Client, message: str, **fields: Any) -> dict:
     response = client.post("/api/jobs/", json={"message": message, "tools": False, **fields})
     assert response.status_code == 202, response.text
     return response.json()
+
+
+def submit_tagged(
+    client: Client, tiers: Sequence[str], label: str = "{tier} job"
+) -> dict[str, str]:
+    """One job per entry of `tiers`, in order: {job id: its message}.
+
+    Each message is `label` (which may name {n} and {tier}) made unique, so that each job
+    has a reply of its own (see expected_reply).
+    """
+    messages = {}
+    for n, tier in enumerate(tiers):
+        message = unique(label.format(n=n, tier=tier))
+        messages[submit(client, message, model=tier)["id"]] = message
+    return messages
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
@@ -571,6 +622,20 @@ class Follower(threading.Thread):
         return list(self.events)
 
 
+def follow(client: Client, job_ids: Iterable[str], timeout: float = 180) -> dict[str, Follower]:
+    """A started Follower per job, {job id: follower}, so that each sees all its events."""
+    followers = {job_id: Follower(client, job_id, timeout) for job_id in job_ids}
+    for follower in followers.values():
+        follower.start()
+    return followers
+
+
+def assert_refused_only_with_503(followers: Iterable[Follower]) -> None:
+    """The clients' reconnects during an outage were refused with 503, never a 500."""
+    refusals = {status for follower in followers for status in follower.refused}
+    assert refusals <= {503}, refusals
+
+
 def jobs_in_database(app) -> list[Job]:
     """Every job row, read directly from PostgreSQL (not through the stack under test)."""
     with app.app_context():
@@ -630,6 +695,14 @@ def assert_not_restarted(stack: Stack, before: dict[str, int]) -> None:
         assert worker.process is not None and worker.process.poll() is None, worker.log_text()
 
 
+def assert_health_unavailable(stack: Stack, failing: str) -> None:
+    """/health answers 503 and names the one check that fails."""
+    health = stack.health()
+    assert health.status_code == 503, health.text
+    checks = {"database": "ok", "redis": "ok", failing: "unavailable"}
+    assert health.json() == {"status": "unavailable", "checks": checks}
+
+
 def wait_healthy(stack: Stack, timeout: float = 30) -> dict:
     """GET /health until it answers 200; its body."""
 
@@ -665,3 +738,25 @@ def assert_answered_once(
         assert events[-1].event == "done", [event.event for event in events]
         # What the client assembled, discarding what each reset told it to.
         assert text_of(events) == expected, [event.event for event in events]
+
+
+def wait_answered_once(
+    client: Client, job_id: str, message: str, words: int, follower: Follower | None, timeout: float
+) -> dict:
+    """Wait for a job to end, then assert_answered_once with the reply to `message`; the job."""
+    job = wait_ended(client, job_id, timeout=timeout)
+    assert_answered_once(client, job, expected_reply(message, words), follower)
+    return job
+
+
+def assert_serves_after_outage(
+    stack: Stack, client: Client, app, processes: dict[str, int], words: int
+) -> None:
+    """After an outage: new work is accepted and served on both tiers, by the same
+    processes as before it, and no job is left queued or running."""
+    for tier in ("light", "heavy"):
+        message = unique(f"{tier} after the restart")
+        job_id = submit(client, message, model=tier)["id"]
+        wait_answered_once(client, job_id, message, words, None, timeout=30)
+    assert stuck_jobs(app) == []
+    assert_not_restarted(stack, processes)

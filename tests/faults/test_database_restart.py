@@ -10,32 +10,33 @@ lost or left queued or running.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
-from sqlalchemy.engine import make_url
 
 from tests.faults.conftest import (
     FaultyOllama,
     Follower,
-    PgProxy,
-    RedisServer,
     Stack,
-    assert_answered_once,
     assert_error_shape,
+    assert_health_unavailable,
     assert_not_restarted,
+    assert_refused_only_with_503,
+    assert_serves_after_outage,
     expected_reply,
+    follow,
     jobs_in_database,
     process_ids,
-    proxied_database_url,
     running_stack,
     stuck_jobs,
     submit,
+    submit_tagged,
     tagged_replies,
+    time_limits,
     unique,
+    wait_answered_once,
     wait_ended,
     wait_healthy,
 )
@@ -53,33 +54,13 @@ RECOVERY_DEADLINE = 90
 
 @pytest.fixture(scope="module")
 def stack(migrated_database, tmp_path_factory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("database-restart")
-    redis_server = RedisServer(workdir)
-    database = make_url(os.environ["TEST_DATABASE_URL"])
-    proxy = PgProxy(database.host or "127.0.0.1", database.port or 5432)
-    fake = FaultyOllama()
-    try:
-        redis_server.start()
-        proxy.start()
-        fake.start()
-        with running_stack(
-            workdir,
-            redis_server=redis_server,
-            concurrency={"light": 2, "heavy": 1},
-            fakes={"light": fake, "heavy": fake},
-            database_url=proxied_database_url(os.environ["TEST_DATABASE_URL"], proxy.port),
-            proxy=proxy,
-            env={
-                "JOB_SOFT_TIME_LIMIT": str(JOB_SOFT_TIME_LIMIT),
-                "JOB_TIME_LIMIT": str(JOB_SOFT_TIME_LIMIT + 5),
-                "BROKER_VISIBILITY_TIMEOUT": str(JOB_SOFT_TIME_LIMIT + 15),
-            },
-        ) as running:
-            yield running
-    finally:
-        fake.stop()
-        proxy.stop()
-        redis_server.stop()
+    with running_stack(
+        tmp_path_factory.mktemp("database-restart"),
+        concurrency={"light": 2, "heavy": 1},
+        env=time_limits(JOB_SOFT_TIME_LIMIT),
+        cut_database=True,
+    ) as running:
+        yield running
 
 
 @pytest.fixture
@@ -91,12 +72,7 @@ def fake(gateway: Stack) -> FaultyOllama:
 
 def assert_database_outage_answers(gateway: Stack, client, api_key: str, job_id: str) -> None:
     """While the database is down: 503 in the JSON error shape, and /health says why."""
-    health = gateway.health()
-    assert health.status_code == 503, health.text
-    assert health.json() == {
-        "status": "unavailable",
-        "checks": {"database": "unavailable", "redis": "ok"},
-    }
+    assert_health_unavailable(gateway, "database")
     by_key = {"X-API-Key": api_key}
     for response in (
         client.post("/api/jobs/", json={"message": unique("during the outage"), "tools": False}),
@@ -123,13 +99,8 @@ def test_database_restart_answers_503_then_recovers_and_running_jobs_succeed(
     api_key = created.json()["key"]
     fake.token_delay = 0.15  # ~6 s per job: still generating when the database goes
 
-    messages = {}
-    for tier in ("light", "light", "heavy"):  # every worker slot busy
-        message = unique(f"{tier} job")
-        messages[submit(user, message, model=tier)["id"]] = message
-    followers = {job_id: Follower(user, job_id) for job_id in messages}
-    for follower in followers.values():
-        follower.start()
+    messages = submit_tagged(user, ("light", "light", "heavy"))  # every worker slot busy
+    followers = follow(user, messages)
     for follower in followers.values():
         follower.wait_tokens(3, timeout=30)
     assert {job.status for job in jobs_in_database(app)} == {"running"}
@@ -149,19 +120,13 @@ def test_database_restart_answers_503_then_recovers_and_running_jobs_succeed(
     # The generations went on (they need only Redis and the model); the jobs end
     # succeeded with their whole answer once, and each client's stream tells the same.
     for job_id, message in messages.items():
-        job = wait_ended(user, job_id, timeout=RECOVERY_DEADLINE)
-        assert_answered_once(user, job, expected_reply(message, WORDS), followers[job_id])
+        follower = followers[job_id]
+        job = wait_answered_once(user, job_id, message, WORDS, follower, RECOVERY_DEADLINE)
         assert text_of(user.events(job_id)) == job["output"]  # a late reader too
-    refusals = {status for follower in followers.values() for status in follower.refused}
-    assert refusals <= {503}, refusals
+    assert_refused_only_with_503(followers.values())
 
     fake.token_delay = 0.01
-    for tier in ("light", "heavy"):
-        message = unique(f"{tier} after the restart")
-        job = wait_ended(user, submit(user, message, model=tier)["id"], timeout=30)
-        assert_answered_once(user, job, expected_reply(message, WORDS), None)
-    assert stuck_jobs(app) == []
-    assert_not_restarted(gateway, processes)
+    assert_serves_after_outage(gateway, user, app, processes, WORDS)
 
 
 @pytest.mark.timeout(150)

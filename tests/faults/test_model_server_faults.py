@@ -18,12 +18,12 @@ import pytest
 from tests.faults.conftest import (
     FaultyOllama,
     Follower,
-    RedisServer,
     Stack,
     expected_reply,
     running_stack,
     submit,
     tagged_replies,
+    time_limits,
     unique,
     wait_ended,
     wait_until,
@@ -52,31 +52,16 @@ HANGING = {"slow", "hang_mid_stream"}
 
 @pytest.fixture(scope="module")
 def stack(migrated_database, tmp_path_factory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("model-faults")
-    redis_server = RedisServer(workdir)
-    light = FaultyOllama(slow_delay=LLM_READ_TIMEOUT + 4)
-    heavy = FaultyOllama()
-    try:
-        redis_server.start()
-        light.start()
-        heavy.start()
-        with running_stack(
-            workdir,
-            redis_server=redis_server,
-            concurrency={"light": LIGHT_SLOTS, "heavy": 1},
-            fakes={"light": light, "heavy": heavy},
-            env={
-                "LLM_READ_TIMEOUT": str(LLM_READ_TIMEOUT),
-                "JOB_SOFT_TIME_LIMIT": str(JOB_SOFT_TIME_LIMIT),
-                "JOB_TIME_LIMIT": str(JOB_TIME_LIMIT),
-                "BROKER_VISIBILITY_TIMEOUT": str(JOB_TIME_LIMIT + 20),
-            },
-        ) as running:
-            yield running
-    finally:
-        light.stop()
-        heavy.stop()
-        redis_server.stop()
+    with running_stack(
+        tmp_path_factory.mktemp("model-faults"),
+        concurrency={"light": LIGHT_SLOTS, "heavy": 1},
+        fakes={"light": FaultyOllama(slow_delay=LLM_READ_TIMEOUT + 4), "heavy": FaultyOllama()},
+        env={
+            "LLM_READ_TIMEOUT": str(LLM_READ_TIMEOUT),
+            **time_limits(JOB_SOFT_TIME_LIMIT, JOB_TIME_LIMIT, visibility=JOB_TIME_LIMIT + 20),
+        },
+    ) as running:
+        yield running
 
 
 @pytest.fixture

@@ -18,19 +18,23 @@ import pytest
 from tests.faults.conftest import (
     FaultyOllama,
     Follower,
-    RedisServer,
     Stack,
-    assert_answered_once,
     assert_error_shape,
+    assert_health_unavailable,
     assert_not_restarted,
+    assert_refused_only_with_503,
+    assert_serves_after_outage,
     expected_reply,
+    follow,
     jobs_in_database,
     process_ids,
     running_stack,
-    stuck_jobs,
     submit,
+    submit_tagged,
     tagged_replies,
+    time_limits,
     unique,
+    wait_answered_once,
     wait_ended,
     wait_healthy,
 )
@@ -50,27 +54,12 @@ RECOVERY_DEADLINE = 90
 
 @pytest.fixture(scope="module")
 def stack(migrated_database, tmp_path_factory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("redis-restart")
-    redis_server = RedisServer(workdir)
-    fake = FaultyOllama()
-    try:
-        redis_server.start()
-        fake.start()
-        with running_stack(
-            workdir,
-            redis_server=redis_server,
-            concurrency={"light": 2, "heavy": 1},
-            fakes={"light": fake, "heavy": fake},
-            env={
-                "JOB_SOFT_TIME_LIMIT": str(JOB_SOFT_TIME_LIMIT),
-                "JOB_TIME_LIMIT": str(JOB_SOFT_TIME_LIMIT + 5),
-                "BROKER_VISIBILITY_TIMEOUT": str(JOB_SOFT_TIME_LIMIT + 15),
-            },
-        ) as running:
-            yield running
-    finally:
-        fake.stop()
-        redis_server.stop()
+    with running_stack(
+        tmp_path_factory.mktemp("redis-restart"),
+        concurrency={"light": 2, "heavy": 1},
+        env=time_limits(JOB_SOFT_TIME_LIMIT),
+    ) as running:
+        yield running
 
 
 @pytest.fixture
@@ -83,12 +72,7 @@ def fake(gateway: Stack) -> FaultyOllama:
 
 def assert_redis_outage_answers(gateway: Stack, client, job_id: str) -> None:
     """While Redis is down: 503 everywhere, in the JSON error shape, and /health says why."""
-    health = gateway.health()
-    assert health.status_code == 503, health.text
-    assert health.json() == {
-        "status": "unavailable",
-        "checks": {"database": "ok", "redis": "unavailable"},
-    }
+    assert_health_unavailable(gateway, "redis")
     for response in (
         client.post("/api/jobs/", json={"message": unique("during the outage"), "tools": False}),
         client.get(f"/api/jobs/{job_id}"),
@@ -103,13 +87,8 @@ def assert_redis_outage_answers(gateway: Stack, client, job_id: str) -> None:
 def test_redis_restart_answers_503_then_recovers_and_loses_no_job(gateway, user, fake, app):
     # Three jobs generating (the light worker's two slots, the heavy worker's one) and
     # four waiting in the queues behind them.
-    messages = {}
-    for tier in ("light", "light", "heavy", "light", "light", "heavy", "heavy"):
-        message = unique(f"{tier} job")
-        messages[submit(user, message, model=tier)["id"]] = message
-    followers = {job_id: Follower(user, job_id) for job_id in messages}
-    for follower in followers.values():
-        follower.start()
+    messages = submit_tagged(user, ("light", "light", "heavy", "light", "light", "heavy", "heavy"))
+    followers = follow(user, messages)
     running = list(messages)[:3]
     for job_id in running:
         followers[job_id].wait_tokens(3, timeout=30)
@@ -131,22 +110,16 @@ def test_redis_restart_answers_503_then_recovers_and_loses_no_job(gateway, user,
     # The generating ones ride out the outage: the workers' Redis calls retry for up to
     # WORKER_REDIS_RETRY_SECONDS (30 s by default), so they finish as if nothing happened.
     for job_id, message in messages.items():
-        job = wait_ended(user, job_id, timeout=RECOVERY_DEADLINE)
-        assert_answered_once(user, job, expected_reply(message, WORDS), followers[job_id])
+        follower = followers[job_id]
+        job = wait_answered_once(user, job_id, message, WORDS, follower, RECOVERY_DEADLINE)
         if job_id in queued:
             assert job["attempts"] == 1, job  # ran once, after the restart
     # The clients' reconnects while Redis was down were refused with 503, never a 500.
-    refusals = {status for follower in followers.values() for status in follower.refused}
-    assert refusals <= {503}, refusals
+    assert_refused_only_with_503(followers.values())
 
     # New work is accepted and served on both tiers, by the same processes.
     fake.token_delay = 0.01
-    for tier in ("light", "heavy"):
-        message = unique(f"{tier} after the restart")
-        job = wait_ended(user, submit(user, message, model=tier)["id"], timeout=30)
-        assert_answered_once(user, job, expected_reply(message, WORDS), None)
-    assert stuck_jobs(app) == []
-    assert_not_restarted(gateway, processes)
+    assert_serves_after_outage(gateway, user, app, processes, WORDS)
 
 
 @pytest.mark.timeout(120)

@@ -18,18 +18,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.faults.conftest import (
-    FaultyOllama,
     Follower,
-    RedisServer,
     Stack,
-    assert_answered_once,
-    expected_reply,
+    follow,
     running_stack,
     stuck_jobs,
-    submit,
+    submit_tagged,
     tagged_replies,
-    unique,
-    wait_ended,
+    wait_answered_once,
     wait_until,
 )
 from tests.integration.conftest import text_of
@@ -48,24 +44,13 @@ REDELIVERY_DEADLINE = 90
 
 @pytest.fixture(scope="module")
 def stack(migrated_database, tmp_path_factory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("worker-kills")
-    redis_server = RedisServer(workdir)
-    fake = FaultyOllama()
-    try:
-        redis_server.start()
-        fake.start()
-        with running_stack(
-            workdir,
-            redis_server=redis_server,
-            concurrency={"light": 3, "heavy": 2},
-            fakes={"light": fake, "heavy": fake},
-            # A job may be hit by more than one kill: let it start over often enough.
-            env={"JOB_MAX_ATTEMPTS": "10"},
-        ) as running:
-            yield running
-    finally:
-        fake.stop()
-        redis_server.stop()
+    with running_stack(
+        tmp_path_factory.mktemp("worker-kills"),
+        concurrency={"light": 3, "heavy": 2},
+        # A job may be hit by more than one kill: let it start over often enough.
+        env={"JOB_MAX_ATTEMPTS": "10"},
+    ) as running:
+        yield running
 
 
 def streaming_on(followers: dict[str, Follower], tiers: dict[str, str], queues: set[str]) -> bool:
@@ -83,15 +68,10 @@ def test_jobs_survive_workers_killed_at_random_moments(gateway, user, app):
     fake.reply_fn = tagged_replies(WORDS)
     fake.token_delay = 0.08
 
-    messages: dict[str, str] = {}
-    tiers: dict[str, str] = {}
-    followers: dict[str, Follower] = {}
-    for n in range(JOBS):
-        message = unique(f"job {n}")
-        job = submit(user, message, model="light" if n % 2 == 0 else "heavy")
-        messages[job["id"]], tiers[job["id"]] = message, job["tier"]
-        followers[job["id"]] = Follower(user, job["id"], timeout=REDELIVERY_DEADLINE + 60)
-        followers[job["id"]].start()
+    requested = ["light" if n % 2 == 0 else "heavy" for n in range(JOBS)]
+    messages = submit_tagged(user, requested, label="job {n}")
+    tiers = dict(zip(messages, requested, strict=True))  # a tier asked for by name is kept
+    followers = follow(user, messages, timeout=REDELIVERY_DEADLINE + 60)
 
     schedule = []
     for _ in range(KILLS):
@@ -112,8 +92,8 @@ def test_jobs_survive_workers_killed_at_random_moments(gateway, user, app):
         # Succeeded with its text once: in the job, in its conversation, and in what its
         # client assembled live (discarding what each `reset` told it to).
         try:
-            job = wait_ended(user, job_id, timeout=REDELIVERY_DEADLINE)
-            assert_answered_once(user, job, expected_reply(message, WORDS), followers[job_id])
+            follower = followers[job_id]
+            job = wait_answered_once(user, job_id, message, WORDS, follower, REDELIVERY_DEADLINE)
         except AssertionError as exc:
             raise AssertionError(f"{context}: {exc}") from exc
         # A client connecting now is told the same story.

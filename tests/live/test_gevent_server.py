@@ -5,7 +5,6 @@ Each test runs one gunicorn worker process, so what one process can do is what i
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,21 +14,21 @@ import psycopg2
 import pytest
 import requests
 
-from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
+from tests.conftest import LiveServer, own_key_prefix, start_gunicorn, stop_gunicorn
 from tests.helpers import bearer, register_over_http
 
 STREAMS = 100
 
 
 @pytest.fixture(scope="module")
-def one_worker(migrated_database, tmp_path_factory) -> Iterator[LiveServer]:
+def one_worker(migrated_database, redis_client, tmp_path_factory) -> Iterator[LiveServer]:
     log = tmp_path_factory.mktemp("gevent") / "gunicorn.log"
     # Its own key prefix: its jobs go to queues that no Celery worker of this run reads,
-    # so they stay queued for as long as a test needs (and are cleaned with the run's).
-    prefix = f"{os.environ['TEST_REDIS_KEY_PREFIX']}gevent:"
-    server = start_gunicorn(log, {"TEST_REDIS_KEY_PREFIX": prefix}, workers=1)
-    yield server
-    stop_gunicorn(server)
+    # so they stay queued for as long as a test needs.
+    with own_key_prefix(redis_client, "gevent") as prefix:
+        server = start_gunicorn(log, {"TEST_REDIS_KEY_PREFIX": prefix}, workers=1)
+        yield server
+        stop_gunicorn(server)
 
 
 @pytest.fixture
@@ -115,27 +114,30 @@ def test_a_slow_query_does_not_hold_up_other_requests(server, migrated_database)
         lock.close()
 
 
-def test_quiet_streams_outlast_the_redis_socket_timeout(migrated_database, app, tmp_path):
+def test_quiet_streams_outlast_the_redis_socket_timeout(
+    migrated_database, app, redis_client, tmp_path
+):
     # Heartbeats further apart than a Redis command may take: the stream must not break
     # while the job waits in the queue.
     env = {"SSE_HEARTBEAT_SECONDS": "2", "REDIS_SOCKET_TIMEOUT": "1"}
-    env["TEST_REDIS_KEY_PREFIX"] = f"{os.environ['TEST_REDIS_KEY_PREFIX']}quiet:"
-    quiet = start_gunicorn(tmp_path / "gunicorn.log", env, workers=1)
-    try:
-        alice = register_over_http(quiet.url, "alice@example.com", "correct horse battery")
-        headers = bearer(alice["access_token"])
-        job = requests.post(
-            f"{quiet.url}/api/jobs", json={"message": "hi"}, headers=headers, timeout=10
-        ).json()
-        url = f"{quiet.url}/api/jobs/{job['id']}/events"
-        lines = []
-        with requests.get(url, headers=headers, stream=True, timeout=30) as response:
-            started = time.monotonic()
-            for line in response.iter_lines(decode_unicode=True):
-                lines.append(line)
-                if time.monotonic() - started > 5 and "cancelled" not in " ".join(lines):
-                    requests.delete(f"{quiet.url}/api/jobs/{job['id']}", headers=headers)
-        assert lines.count(": ping") >= 2
-        assert "event: cancelled" in lines
-    finally:
-        stop_gunicorn(quiet)
+    with own_key_prefix(redis_client, "quiet") as prefix:
+        env["TEST_REDIS_KEY_PREFIX"] = prefix
+        quiet = start_gunicorn(tmp_path / "gunicorn.log", env, workers=1)
+        try:
+            alice = register_over_http(quiet.url, "alice@example.com", "correct horse battery")
+            headers = bearer(alice["access_token"])
+            job = requests.post(
+                f"{quiet.url}/api/jobs", json={"message": "hi"}, headers=headers, timeout=10
+            ).json()
+            url = f"{quiet.url}/api/jobs/{job['id']}/events"
+            lines = []
+            with requests.get(url, headers=headers, stream=True, timeout=30) as response:
+                started = time.monotonic()
+                for line in response.iter_lines(decode_unicode=True):
+                    lines.append(line)
+                    if time.monotonic() - started > 5 and "cancelled" not in " ".join(lines):
+                        requests.delete(f"{quiet.url}/api/jobs/{job['id']}", headers=headers)
+            assert lines.count(": ping") >= 2
+            assert "event: cancelled" in lines
+        finally:
+            stop_gunicorn(quiet)

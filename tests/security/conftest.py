@@ -10,25 +10,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from api import create_app
-from api.extensions import db
 from config.settings import TestingConfig
-from tests.conftest import clean_state
+from tests.conftest import fresh_app, own_key_prefix
 
 
 @pytest.fixture(autouse=True)
-def own_key_prefix(monkeypatch, test_config) -> str:
+def security_key_prefix(monkeypatch, redis_client) -> Iterator[str]:
     """Every app built in these tests (also by app_with) uses this prefix."""
-    prefix = f"{test_config.REDIS_KEY_PREFIX}security:"
-    monkeypatch.setenv("TEST_REDIS_KEY_PREFIX", prefix)
-    return prefix
+    with own_key_prefix(redis_client, "security") as prefix:
+        monkeypatch.setenv("TEST_REDIS_KEY_PREFIX", prefix)
+        yield prefix
 
 
 @pytest.fixture
-def app(migrated_database, redis_client, own_key_prefix) -> Iterator:
-    app = create_app(TestingConfig())
-    clean_state(app, redis_client)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+def app(migrated_database, redis_client, security_key_prefix) -> Iterator:
+    with fresh_app(TestingConfig(), redis_client) as app:
+        yield app

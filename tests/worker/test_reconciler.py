@@ -12,21 +12,22 @@ from api.extensions import db, redis_store
 from api.models import Job
 from api.models.base import utcnow
 from api.streams import enqueued_key, lock_key
+from tests.conftest import own_key_prefix
 from tests.helpers import app_with, bearer, queued_messages
 from worker.reconciler import reconcile_once
 
 
 @pytest.fixture
-def app(app, monkeypatch):
+def app(app, monkeypatch, redis_client):
     """The run's app under a key prefix of its own, whose queues no worker process reads.
 
     (Other tests' Celery workers may be running; they must not take these messages.)
     """
-    prefix = app.config["REDIS_KEY_PREFIX"] + "reconciler:"
-    isolated = app_with(monkeypatch, TEST_REDIS_KEY_PREFIX=prefix)
-    yield isolated
-    with isolated.app_context():
-        db.engine.dispose()
+    with own_key_prefix(redis_client, "reconciler") as prefix:
+        isolated = app_with(monkeypatch, TEST_REDIS_KEY_PREFIX=prefix)
+        yield isolated
+        with isolated.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture
