@@ -71,7 +71,7 @@ EXPLODED_P99_MS = 1000.0
 TICK_SECONDS = 0.01  # the writer's pipelining period (about)
 STREAM_MAXLEN = 20000  # as the worker's EventWriter (STREAM_MAXLEN's default)
 STREAM_TTL = 3600
-DEFAULT_WORKER_CONNECTIONS = 1000  # config/gunicorn.conf.py's default
+DEFAULT_WORKER_CONNECTIONS = 2000  # config/gunicorn.conf.py's default
 OPEN_CONCURRENCY = 64  # connections being opened at once
 OPEN_TIMEOUT = 60.0  # connect -> `start` event, per stream
 SETTLE_SECONDS = 2.0  # after the last stream opened, before measuring memory
@@ -397,7 +397,7 @@ def migrate_and_seed(stack: Stack, jobs: int) -> dict[str, Any]:
 def start_gunicorn(stack: Stack, args: argparse.Namespace, max_streams: int) -> int:
     overrides = dict(item.split("=", 1) for item in args.set)
     env = {"WEB_CONCURRENCY": str(args.workers)}
-    # Each gevent worker holds at most worker_connections; the default (1000) is raised
+    # Each gevent worker holds at most worker_connections; the default (2000) is raised
     # only when the streams could not fit otherwise (--set takes precedence).
     per_worker = math.ceil(max_streams / args.workers)
     if per_worker > DEFAULT_WORKER_CONNECTIONS:

@@ -14,10 +14,12 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # makes redis-py's, kombu's and httpx's sockets cooperative; psycopg2 is a C library and
 # needs psycogreen (post_fork below). gthread remains available for comparison.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-# Simultaneous connections per gevent worker: streams count until they end. Each stream
-# also holds a Redis connection while it waits, so Redis' maxclients and the open-file
-# limit (ulimit -n; docker-compose.yml raises it) must allow twice this per worker.
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Simultaneous connections per gevent worker: streams count until they end. Streams share
+# the process's one Redis reader (api/relay.py), so the open-file limit (ulimit -n;
+# docker-compose.yml raises it) must allow this many client sockets plus the pools.
+# 2,000 streams per instance were measured (docs/benchmarks.md); 2 workers x 2,000 leaves
+# room for the requests that come while that many streams are open.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
 # Used by gthread only.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # The arbiter kills a worker whose heartbeat stops for this long. Under gevent the
