@@ -1,8 +1,8 @@
 """The garbage-collection policy of the long-running processes (API and workers).
 
-With thousands of open streams a process holds millions of container objects, and
-CPython's default thresholds (700, 10, 10) ran a full collection every second or so: up
-to 245 ms during which every stream of the process stood still, ~18 % of the API's CPU
+With a thousand open streams a process holds many container objects, and CPython's
+default thresholds (700, 10, 10) ran a full collection every 1-2 s: up to 245 ms during
+which every stream of the process stood still, ~18 % of the API's CPU
 (docs/benchmarks.md). Two changes, applied once the application is loaded:
 
 - gc.freeze() moves everything that exists then (modules, the app, SQLAlchemy's and
