@@ -46,8 +46,15 @@ from tests.conftest import (
     stop_gunicorn,
 )
 from tests.fakes.ollama import MODES, FakeOllama
-from tests.helpers import ERROR_FIELDS, register_over_http
-from tests.integration.conftest import TERMINAL, Client, SseEvent, Worker, text_of
+from tests.helpers import register_over_http
+from tests.integration.conftest import (
+    TERMINAL,
+    Client,
+    SseEvent,
+    Worker,
+    iter_sse,
+    text_of,
+)
 
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
 IN_FLIGHT = ("queued", "running")
@@ -507,41 +514,6 @@ def wait_ended(client: Client, job_id: str, timeout: float) -> dict:
     wait_until(ended, timeout, interval=0.2)
     assert last is not None and last["status"] in ENDED, f"job did not end in {timeout} s: {last}"
     return last
-
-
-def assert_error_shape(response: requests.Response, status: int, code: str | None = None) -> dict:
-    """The gateway's JSON error shape: {"error": {code, message, request_id[, details]}}."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers.get("Content-Type", "").startswith("application/json"), response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert {"code", "message", "request_id"} <= set(error) <= ERROR_FIELDS, error
-    assert isinstance(error["message"], str) and error["message"], error
-    assert error["request_id"] and error["request_id"] == response.headers.get("X-Request-ID")
-    if code is not None:
-        assert error["code"] == code, error
-    return error
-
-
-def iter_sse(response: requests.Response) -> Iterator[SseEvent]:
-    """Events of a text/event-stream response as they arrive (heartbeats skipped)."""
-    current: dict[str, str] = {}
-    try:
-        for raw in response.iter_lines(decode_unicode=True):
-            line = raw or ""
-            if line.startswith(":"):
-                continue
-            if line == "":
-                if "event" in current:
-                    data = json.loads(current.get("data") or "{}")
-                    yield SseEvent(current.get("id"), current["event"], data)
-                current = {}
-                continue
-            name, _, value = line.partition(":")
-            current[name] = value.removeprefix(" ")
-    finally:
-        response.close()
 
 
 class Follower(threading.Thread):

@@ -20,7 +20,6 @@ from tests.faults.conftest import (
     FaultyOllama,
     Follower,
     Stack,
-    assert_error_shape,
     assert_health_unavailable,
     assert_not_restarted,
     assert_refused_only_with_503,
@@ -40,7 +39,7 @@ from tests.faults.conftest import (
     wait_ended,
     wait_healthy,
 )
-from tests.integration.conftest import text_of
+from tests.integration.conftest import http_error_of, text_of
 
 pytestmark = pytest.mark.faults
 
@@ -85,7 +84,7 @@ def assert_database_outage_answers(gateway: Stack, client, api_key: str, job_id:
             timeout=30,
         ),
     ):
-        error = assert_error_shape(response, 503, "service_unavailable")
+        error = http_error_of(response, 503, "service_unavailable")
         assert "database" in error["message"], error
         assert "postgres" not in response.text.lower(), response.text
 

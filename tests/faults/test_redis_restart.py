@@ -19,7 +19,6 @@ from tests.faults.conftest import (
     FaultyOllama,
     Follower,
     Stack,
-    assert_error_shape,
     assert_health_unavailable,
     assert_not_restarted,
     assert_refused_only_with_503,
@@ -38,7 +37,7 @@ from tests.faults.conftest import (
     wait_ended,
     wait_healthy,
 )
-from tests.integration.conftest import text_of
+from tests.integration.conftest import http_error_of, text_of
 
 pytestmark = pytest.mark.faults
 
@@ -78,7 +77,7 @@ def assert_redis_outage_answers(gateway: Stack, client, job_id: str) -> None:
         client.get(f"/api/jobs/{job_id}"),
         client.get("/api/jobs/"),
     ):
-        error = assert_error_shape(response, 503, "service_unavailable")
+        error = http_error_of(response, 503, "service_unavailable")
         assert "Redis" in error["message"], error
         assert response.headers.get("Retry-After"), response.headers
 

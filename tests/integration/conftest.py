@@ -22,7 +22,7 @@ import requests
 
 from tests.conftest import PASSWORD, ROOT, stop_process
 from tests.fakes.ollama import FakeOllama
-from tests.helpers import register_over_http
+from tests.helpers import ERROR_FIELDS, register_over_http
 
 TERMINAL = {"done", "error", "cancelled"}
 
@@ -149,29 +149,55 @@ class SseEvent:
     data: dict
 
 
+def iter_sse(response: requests.Response) -> Iterator[SseEvent]:
+    """Events of a text/event-stream response as they arrive (heartbeats skipped), until a
+    terminal event; the response is closed after."""
+    current: dict[str, str] = {}
+    try:
+        for raw in response.iter_lines(decode_unicode=True):
+            line = raw or ""
+            if line.startswith(":"):
+                continue  # heartbeat comment
+            if line == "":
+                if "event" in current:
+                    data = json.loads(current.get("data") or "{}")
+                    yield SseEvent(current.get("id"), current["event"], data)
+                    if current["event"] in TERMINAL:
+                        return
+                current = {}
+                continue
+            name, _, value = line.partition(":")
+            current[name] = value.removeprefix(" ")
+    finally:
+        response.close()
+
+
 def sse_events(response: requests.Response, *, stop_after: int | None = None) -> list[SseEvent]:
     """Parse a text/event-stream response until a terminal event (or `stop_after` events)."""
     events: list[SseEvent] = []
-    current: dict[str, str] = {}
-    for raw in response.iter_lines(decode_unicode=True):
-        line = raw if raw is not None else ""
-        if line.startswith(":"):
-            continue  # heartbeat comment
-        if line == "":
-            if "event" in current:
-                events.append(
-                    SseEvent(
-                        current.get("id"), current["event"], json.loads(current.get("data", "{}"))
-                    )
-                )
-                if events[-1].event in TERMINAL or (stop_after and len(events) >= stop_after):
-                    break
-            current = {}
-            continue
-        name, _, value = line.partition(":")
-        current[name] = value.removeprefix(" ")
-    response.close()
+    stream = iter_sse(response)
+    for event in stream:
+        events.append(event)
+        if stop_after and len(events) >= stop_after:
+            stream.close()  # closes the response
+            break
     return events
+
+
+def http_error_of(response: requests.Response, status: int, code: str | None = None) -> dict:
+    """The `error` object of an HTTP response, after checking the gateway's error shape
+    (tests.helpers.error_of does the same for the test client's responses)."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers.get("Content-Type", "").startswith("application/json"), response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert {"code", "message", "request_id"} <= set(error) <= ERROR_FIELDS, error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert error["request_id"] and error["request_id"] == response.headers.get("X-Request-ID")
+    if code is not None:
+        assert error["code"] == code, error
+    return error
 
 
 def text_of(events: list[SseEvent]) -> str:

@@ -11,18 +11,17 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
 import requests
 
 from tests.fakes.ollama import DEFAULT_MODELS, numbered_words
-from tests.helpers import ERROR_FIELDS
 from tests.integration.conftest import (
-    TERMINAL,
     Client,
     SseEvent,
+    http_error_of,
+    iter_sse,
     text_of,
     wait_for_status,
 )
@@ -51,48 +50,9 @@ def submit(client: Client, body: dict, headers: dict | None = None) -> dict:
     return job
 
 
-def error_of(response: requests.Response, status: int, code: str | None = None) -> dict:
-    """The `error` object of an HTTP response, after checking the gateway's error shape."""
-    assert response.status_code == status, response.text
-    assert response.headers.get("Content-Type", "").startswith("application/json"), response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert {"code", "message", "request_id"} <= set(error) <= ERROR_FIELDS, error
-    assert isinstance(error["message"], str) and error["message"]
-    assert error["request_id"] == response.headers["X-Request-ID"]
-    if code is not None:
-        assert error["code"] == code, error
-    return error
-
-
 def requests_mentioning(fake, text: str) -> list[dict]:
     """The chat requests the model server received whose body contains `text`."""
     return [body for body in list(fake.requests) if text in json.dumps(body, ensure_ascii=False)]
-
-
-def iter_sse(response: requests.Response) -> Iterator[SseEvent]:
-    """SSE events as they arrive, until a terminal event."""
-    current: dict[str, str] = {}
-    try:
-        for raw in response.iter_lines(decode_unicode=True):
-            line = raw or ""
-            if line.startswith(":"):
-                continue
-            if line == "":
-                if "event" in current:
-                    event = SseEvent(
-                        current.get("id"), current["event"], json.loads(current.get("data", "{}"))
-                    )
-                    yield event
-                    if event.event in TERMINAL:
-                        return
-                current = {}
-                continue
-            name, _, value = line.partition(":")
-            current[name] = value.removeprefix(" ")
-    finally:
-        response.close()
 
 
 class Follower(threading.Thread):
@@ -202,8 +162,8 @@ def test_cancel_queued_job_never_runs(alice_http, fake_ollama):
     assert requests_mentioning(fake_ollama, marker) == []
     assert [event.event for event in alice_http.events(waiting["id"])] == ["cancelled"]
 
-    error_of(alice_http.delete(f"/api/jobs/{waiting['id']}"), 409, "conflict")
-    error_of(alice_http.delete(f"/api/jobs/{busy['id']}"), 409, "conflict")
+    http_error_of(alice_http.delete(f"/api/jobs/{waiting['id']}"), 409, "conflict")
+    http_error_of(alice_http.delete(f"/api/jobs/{busy['id']}"), 409, "conflict")
 
 
 # --- 2. cancelling a running job ---------------------------------------------------------
@@ -240,7 +200,7 @@ def test_cancel_running_job_keeps_partial_output(alice_http, fake_ollama):
     assert "done" not in names and "error" not in names
     assert text_of(events) == output
 
-    error_of(alice_http.delete(f"/api/jobs/{job['id']}"), 409, "conflict")
+    http_error_of(alice_http.delete(f"/api/jobs/{job['id']}"), 409, "conflict")
 
 
 # --- 3. a worker dies in the middle of a generation --------------------------------------
@@ -325,7 +285,9 @@ def test_idempotency_key_returns_the_same_job(alice_http, bob_http, fake_ollama)
     assert job_total(bob_http) == 1
     assert job_total(alice_http) == 2
 
-    error_of(alice_http.post("/api/jobs/", json=body, headers={"Idempotency-Key": "k" * 201}), 422)
+    http_error_of(
+        alice_http.post("/api/jobs/", json=body, headers={"Idempotency-Key": "k" * 201}), 422
+    )
     assert job_total(alice_http) == 2
 
     # New jobs, but the same request: answered from the response cache, not generated.
@@ -388,7 +350,7 @@ def test_other_users_jobs_are_not_found(alice_http, bob_http, fake_ollama):
             bob_http.get(f"/api/jobs/{job_id}/events", stream=True),
             bob_http.delete(f"/api/jobs/{job_id}"),
         ):
-            error_of(response, 404, "not_found")
+            http_error_of(response, 404, "not_found")
             for value in private:
                 assert value not in response.text
 
@@ -399,13 +361,13 @@ def test_other_users_jobs_are_not_found(alice_http, bob_http, fake_ollama):
     ended = wait_for_status(lambda: alice_http.job(running["id"]), ENDED, timeout=15)
     assert ended["status"] == "succeeded", ended
 
-    error_of(alice_http.get(f"/api/jobs/{uuid.uuid4()}"), 404, "not_found")
-    error_of(alice_http.get(f"/api/jobs/{uuid.uuid4()}/events"), 404, "not_found")
-    error_of(alice_http.delete(f"/api/jobs/{uuid.uuid4()}"), 404, "not_found")
+    http_error_of(alice_http.get(f"/api/jobs/{uuid.uuid4()}"), 404, "not_found")
+    http_error_of(alice_http.get(f"/api/jobs/{uuid.uuid4()}/events"), 404, "not_found")
+    http_error_of(alice_http.delete(f"/api/jobs/{uuid.uuid4()}"), 404, "not_found")
     for bad in ("not-a-uuid", "1234", f"{done['id']}x"):
-        error_of(alice_http.get(f"/api/jobs/{bad}"), 404, "not_found")
-        error_of(alice_http.delete(f"/api/jobs/{bad}"), 404, "not_found")
-        error_of(alice_http.get(f"/api/jobs/{bad}/events"), 404, "not_found")
+        http_error_of(alice_http.get(f"/api/jobs/{bad}"), 404, "not_found")
+        http_error_of(alice_http.delete(f"/api/jobs/{bad}"), 404, "not_found")
+        http_error_of(alice_http.get(f"/api/jobs/{bad}/events"), 404, "not_found")
 
 
 # --- 6. bad input is refused before anything happens -------------------------------------
@@ -436,7 +398,7 @@ def post_refused(client: Client, status: int, code: str | None = None, **kwargs)
     """POST a job that must be refused; (error, response)."""
     response = client.post("/api/jobs/", **kwargs)
     try:
-        return error_of(response, status, code), response
+        return http_error_of(response, status, code), response
     finally:
         if response.status_code == 202:  # wrongly accepted: let it end, not leak into others
             wait_for_status(lambda: client.job(response.json()["id"]), ENDED)
@@ -500,7 +462,7 @@ def test_non_json_bodies_are_refused(alice_http, fake_ollama):
             "/api/jobs/", data=raw, headers={"Content-Type": "application/json"}
         )
         assert 400 <= response.status_code < 500 and response.status_code != 404, response.text
-        error_of(response, response.status_code)
+        http_error_of(response, response.status_code)
     assert_nothing_happened(alice_http, fake_ollama)
 
 
@@ -538,7 +500,7 @@ def test_listing_is_paginated_newest_first_and_filtered(alice_http, fake_ollama)
     assert alice_http.get("/api/jobs/", params={"status": "queued"}).json()["total"] == 0
 
     for params in ({"status": "bogus"}, {"colour": "red"}, {"page": 0}, {"page_size": 101}):
-        error_of(alice_http.get("/api/jobs/", params=params), 422, "validation_error")
+        http_error_of(alice_http.get("/api/jobs/", params=params), 422, "validation_error")
 
 
 # --- 8. failures end with a code, and the worker carries on ------------------------------
