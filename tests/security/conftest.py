@@ -10,6 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from api.models import Job
+from api.models.base import utcnow
+from api.services import jobs as jobs_service
 from config.settings import TestingConfig
 from tests.conftest import fresh_app, own_key_prefix
 
@@ -26,3 +29,26 @@ def security_key_prefix(monkeypatch, redis_client) -> Iterator[str]:
 def app(migrated_database, redis_client, security_key_prefix) -> Iterator:
     with fresh_app(TestingConfig(), redis_client) as app:
         yield app
+
+
+def answer_job(job: Job, answer: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """End a running job as a worker does when the model answered: the answer message, the
+    `done` event, the usage row and the cache entry, in one commit."""
+    message_id = jobs_service.add_answer_message(job, answer, prompt_tokens, completion_tokens)
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    done = {
+        "message_id": str(message_id) if message_id else None,
+        "usage": usage,
+        "finish_reason": "stop",
+    }
+    jobs_service.finish(
+        job,
+        "succeeded",
+        event=("done", done),
+        chunks=[answer],
+        output=answer,
+        finish_reason="stop",
+        **usage,
+        first_token_at=job.first_token_at or utcnow(),
+        assistant_message_id=message_id,
+    )

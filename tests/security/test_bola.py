@@ -34,6 +34,7 @@ from api.services import jobs as jobs_service
 from api.streams import cancel_key
 from tests.conftest import Account, register_and_login
 from tests.helpers import bearer, error_of
+from tests.security.conftest import answer_job
 
 # Alice's jobs are left queued: a worker of a later integration test must not find them.
 pytestmark = pytest.mark.usefixtures("clean_after")
@@ -137,25 +138,7 @@ def play_worker_success(app, job_id: uuid.UUID, answer: str) -> None:
     with app.app_context():
         assert jobs_repo.claim(job_id, utcnow()) == 1
         db.session.commit()
-        job = db.session.get(Job, job_id)
-        message_id = jobs_service.add_answer_message(job, answer, 5, 3)
-        done = {
-            "message_id": str(message_id) if message_id else None,
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3},
-            "finish_reason": "stop",
-        }
-        jobs_service.finish(
-            job,
-            "succeeded",
-            event=("done", done),
-            chunks=[answer],
-            output=answer,
-            finish_reason="stop",
-            prompt_tokens=5,
-            completion_tokens=3,
-            first_token_at=utcnow(),
-            assistant_message_id=message_id,
-        )
+        answer_job(db.session.get(Job, job_id), answer, 5, 3)
 
 
 def conversation_target(app, client, owner: Account, redis_client) -> Target:

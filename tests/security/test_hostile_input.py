@@ -27,10 +27,10 @@ from api import queue
 from api.extensions import db
 from api.models.base import utcnow
 from api.repositories import jobs as jobs_repo
-from api.services import jobs as jobs_service
 from config.logging_setup import ContextFilter, json_formatter
 from tests.conftest import PASSWORD, make_admin, register_and_login
 from tests.helpers import ERROR_FIELDS, app_with, bearer, error_of
+from tests.security.conftest import answer_job
 
 # --- the payloads -----------------------------------------------------------------------------
 
@@ -169,23 +169,7 @@ class InstantWorker:
         job = jobs_repo.get(job_id)
         now = utcnow()
         job.status, job.started_at, job.first_token_at = "running", now, now
-        message_id = jobs_service.add_answer_message(job, ANSWER, 3, 2)
-        done = {
-            "message_id": str(message_id) if message_id else None,
-            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-            "finish_reason": "stop",
-        }
-        jobs_service.finish(
-            job,
-            "succeeded",
-            event=("done", done),
-            chunks=[ANSWER],
-            output=ANSWER,
-            finish_reason="stop",
-            prompt_tokens=3,
-            completion_tokens=2,
-            assistant_message_id=message_id,
-        )
+        answer_job(job, ANSWER, 3, 2)
 
 
 @pytest.fixture
