@@ -30,20 +30,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg2
-import redis
 from loadgen import LoadResult, Response, build_request, run_load
 from stack import (
     CpuWindow,
     Stack,
     StackError,
     Storage,
+    add_run_arguments,
+    check_overrides,
     cpu_lines,
     cpu_per_request,
     create_api_key,
     logger,
     median_of,
     parse_overrides,
+    run_repetitions,
     summary,
     verdict,
 )
@@ -247,17 +248,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1000, help="requests per phase")
     parser.add_argument("--concurrency", type=int, default=32, help="of the throughput phase")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians reported")
     parser.add_argument("--warmup", type=int, default=100, help="uncounted requests")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the API and the worker (to try a setting)",
+    add_run_arguments(
+        parser, set_help="extra environment for the API and the worker (to try a setting)"
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     args = parser.parse_args(argv)
     for name in ("concurrency", "repeat", "workers"):
         if not 1 <= getattr(args, name) <= 1000:
@@ -266,49 +260,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--requests must be between 1 and 1000000")
     if not 0 <= args.warmup <= 100_000:
         parser.error("--warmup must be between 0 and 100000")
-    if any("=" not in item for item in args.set):
-        parser.error("--set takes NAME=VALUE")
+    check_overrides(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stack = Stack.create(STORAGE, log, "cache-hit-bench-")
-    failed = False
-    hits = 1  # the priming's second request
-    try:
-        try:
-            base = start_stack(stack, args)
-            api_key = create_api_key(base, "cache-hit bench")
-            checker = HitChecker(base, api_key, prime(stack, base, api_key))
-            stack.watch_services()
-            log(f"warming up ({args.warmup} requests, not counted)")
-            if args.warmup:
-                warm = asyncio.run(checker.run(args.concurrency, args.warmup))
-                hits += warm.ok
-                if warm.errors:
-                    raise StackError(f"warm-up failed: {warm.errors[:3]}")
-        except (StackError, httpx.HTTPError, psycopg2.Error, redis.RedisError, OSError) as exc:
-            failed = True
-            log(f"the stack did not come up: {exc}")
-            return 2
-        runs = []
-        for number in range(1, args.repeat + 1):
-            log(f"repetition {number}/{args.repeat}")
-            run = measure(stack, checker, args)
-            hits += sum(run[phase]["requests"] - run[phase]["errors"] for phase in run)
-            runs.append(run)
-        check = final_check(hits)
-    except StackError as exc:
-        failed = True
-        log(f"the stack went down: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything")
-        return 130
-    finally:
-        stack.close(keep_logs=failed or args.keep_logs)
 
+    def set_up() -> tuple[HitChecker, int]:
+        base = start_stack(stack, args)
+        api_key = create_api_key(base, "cache-hit bench")
+        checker = HitChecker(base, api_key, prime(stack, base, api_key))
+        stack.watch_services()
+        log(f"warming up ({args.warmup} requests, not counted)")
+        hits = 1  # the priming's second request
+        if args.warmup:
+            warm = asyncio.run(checker.run(args.concurrency, args.warmup))
+            hits += warm.ok
+            if warm.errors:
+                raise StackError(f"warm-up failed: {warm.errors[:3]}")
+        return checker, hits
+
+    def wrap_up(state: tuple[HitChecker, int], runs: list[dict[str, Any]]) -> dict[str, Any]:
+        measured = sum(
+            run[phase]["requests"] - run[phase]["errors"] for run in runs for phase in run
+        )
+        return final_check(state[1] + measured)
+
+    outcome = run_repetitions(
+        stack, args, set_up, lambda state: measure(stack, state[0], args), wrap_up
+    )
+    if isinstance(outcome, int):
+        return outcome
+    runs, check = outcome
     final = median_of(runs)
     errors_total = sum(run[phase]["errors"] for run in runs for phase in run)
     config = {

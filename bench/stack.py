@@ -19,6 +19,7 @@ Run the scripts from the repository's root with the project's virtualenv (see RE
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import json
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg2
@@ -76,6 +77,63 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # runs the finally blocks: the stack is stopped
+
+
+# --- a run: arguments, repetitions, the stack's lifetime ------------------------------------
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, set_help: str) -> None:
+    """The options every stack benchmark takes: --repeat, --set, --json, --keep-logs."""
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians reported")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=set_help)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
+
+
+def check_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes NAME=VALUE")
+
+
+# What a stack that does not come up raises (its processes, HTTP, PostgreSQL, Redis).
+STARTUP_ERRORS = (StackError, httpx.HTTPError, psycopg2.Error, redis.RedisError, OSError)
+
+State = TypeVar("State")
+
+
+def run_repetitions(
+    stack: Stack,
+    args: argparse.Namespace,
+    set_up: Callable[[], State],
+    repetition: Callable[[State], dict[str, Any]],
+    wrap_up: Callable[[State, list[dict[str, Any]]], Any] = lambda state, runs: None,
+) -> tuple[list[dict[str, Any]], Any] | int:
+    """Set the stack up, run `args.repeat` repetitions, then `wrap_up` (while the stack
+    still runs); (the runs, what wrap_up returned). The stack is closed in any case (its
+    logs kept on failure or with --keep-logs); instead of the runs, the exit status when
+    the stack did not come up or went down (2) or on Ctrl-C (130)."""
+    failed = False
+    try:
+        try:
+            state = set_up()
+        except STARTUP_ERRORS as exc:
+            failed = True
+            stack.log(f"the stack did not come up: {exc}")
+            return 2
+        runs = []
+        for number in range(1, args.repeat + 1):
+            stack.log(f"repetition {number}/{args.repeat}")
+            runs.append(repetition(state))
+        return runs, wrap_up(state, runs)
+    except StackError as exc:
+        failed = True
+        stack.log(f"the stack went down: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        stack.log("interrupted: stopping everything")
+        return 130
+    finally:
+        stack.close(keep_logs=failed or args.keep_logs)
 
 
 # --- statistics ----------------------------------------------------------------------------
@@ -337,6 +395,8 @@ class Stack:
     storage: Storage
     log: Log
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # The signal that stops each process group first (SIGTERM unless spawn() was told).
+    stop_signals: dict[str, int] = field(default_factory=dict)
     # Set by watch_services(): the pids of the shared servers, to report them apart.
     postmaster_pid: int | None = None
     redis_pid: int | None = None
@@ -347,7 +407,15 @@ class Stack:
         signal.signal(signal.SIGTERM, _terminate)
         return cls(Path(tempfile.mkdtemp(prefix=log_prefix)), storage, log)
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        *,
+        stdin_pipe: bool = False,
+        stop_signal: int = signal.SIGTERM,
+    ) -> subprocess.Popen:
         with (self.log_dir / f"{name}.log").open("wb") as out:
             # Own session = own process group, so stop() reaches gunicorn's and celery's
             # children too.
@@ -355,20 +423,23 @@ class Stack:
                 args,
                 cwd=ROOT,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.processes[name] = process
+        self.stop_signals[name] = stop_signal
         return process
 
     def log_text(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
-    def check_alive(self) -> None:
-        for name, process in self.processes.items():
+    def check_alive(self, *names: str) -> None:
+        """StackError if one of the named processes (all by default) has exited."""
+        for name in names or list(self.processes):
+            process = self.processes[name]
             if process.poll() is not None:
                 raise StackError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
 
@@ -376,12 +447,13 @@ class Stack:
         return "\n".join(self.log_text(name).splitlines()[-lines:])
 
     def stop(self, names: Iterable[str] | None = None) -> None:
-        """Stop the named process groups (all of them by default): SIGTERM, then SIGKILL."""
+        """Stop the named process groups (all of them by default, the last started first):
+        their stop signal, then SIGKILL."""
         chosen = list(self.processes) if names is None else list(names)
         stopping = [self.processes[name] for name in reversed(chosen)]
-        for process in stopping:
+        for name in reversed(chosen):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(self.processes[name].pid, self.stop_signals.get(name, signal.SIGTERM))
         deadline = time.monotonic() + 20
         for process in stopping:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -392,8 +464,12 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
+            if process.stdin:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
         for name in chosen:
             del self.processes[name]
+            self.stop_signals.pop(name, None)
 
     def close(self, *, keep_logs: bool) -> None:
         """Stop every process, drop the database, delete the keys, remove the logs."""
@@ -490,9 +566,14 @@ class Stack:
 
     # --- the gateway's processes -----------------------------------------------------------
 
-    def app_env(self, overrides: dict[str, str]) -> dict[str, str]:
+    def app_env(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
+        overrides = overrides or {}
+        path = overrides.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
         return {
             **os.environ,
+            # This checkout's code first, whatever the virtualenv's editable install points
+            # at (a --set PYTHONPATH comes after it).
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT),
             "APP_ENV": "development",
             "DATABASE_URL": self.storage.database_url,
             "REDIS_URL": self.storage.redis_url,
@@ -504,7 +585,7 @@ class Stack:
             "MODEL_LIGHT": MODEL,
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
-            **overrides,
+            **{name: value for name, value in overrides.items() if name != "PYTHONPATH"},
         }
 
     def prepare_storage(self, overrides: dict[str, str]) -> None:
@@ -540,6 +621,9 @@ class Stack:
             "gunicorn",
             [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
             self.app_env({"GUNICORN_BIND": f"{HOST}:{port}", **env}),
+            # Quick shutdown: a stream notices a gone client only when it writes, so a
+            # graceful one (SIGTERM) would wait for the next heartbeat of each.
+            stop_signal=signal.SIGQUIT,
         )
         return f"http://{HOST}:{port}"
 

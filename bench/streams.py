@@ -36,31 +36,32 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import redis
-from stack import StackError, free_port, logger, machine_cpu, summary
+from stack import (
+    REDIS_PORT,
+    STARTUP_ERRORS,
+    Stack,
+    StackError,
+    Storage,
+    logger,
+    machine_cpu,
+    summary,
+)
 
-# The statistics, CPU and port helpers come from bench/stack.py. The stack below (its own
-# database seeded with running jobs, no worker, no model) is still this script's own; it
-# could move onto stack.Stack/Storage, which the other benchmarks use.
+# The stack (processes, storage, environment) and the statistics and CPU helpers come from
+# bench/stack.py; this script seeds its database with running jobs and starts no worker
+# and no model.
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 # Its own database and key prefix, so it can run while bench/ttft.py runs.
-DB_NAME = "llm_gateway_bench_streams"
-DATABASE_URL = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
-REDIS_PORT = 6379
-REDIS_DB = 13
-REDIS_URL = f"redis://{HOST}:{REDIS_PORT}/{REDIS_DB}"
-PREFIX = "gwbench-streams:"
+STORAGE = Storage(db_name="llm_gateway_bench_streams", redis_db=13, prefix="gwbench-streams:")
 MODEL = "llama3.2:3b"
 SERVICES = {"redis-server": "redis", "postgres": "postgres"}
 TARGET_P99_MS = 100.0
@@ -97,65 +98,6 @@ def median_of(results: list[Any]) -> Any:
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    log_dir: Path
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def spawn(
-        self, name: str, args: list[str], env: dict[str, str], *, stdin_pipe: bool = False
-    ) -> subprocess.Popen:
-        with (self.log_dir / f"{name}.log").open("wb") as out:
-            # Own session = own process group: stop() reaches the children too.
-            process = subprocess.Popen(  # noqa: S603
-                args,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.processes[name] = process
-        return process
-
-    def log_text(self, name: str) -> str:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-
-    def tail(self, name: str, lines: int = 30) -> str:
-        return "\n".join(self.log_text(name).splitlines()[-lines:])
-
-    def check_alive(self, name: str) -> None:
-        process = self.processes[name]
-        if process.poll() is not None:
-            raise StackError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
-
-    def stop(self, name: str | None = None) -> None:
-        """Stop one process group (or all, the last started first)."""
-        names = [name] if name else list(reversed(self.processes))
-        for each in names:
-            # gunicorn: quick shutdown. A stream notices a gone client only when it writes,
-            # so a graceful one (SIGTERM) would wait for the next heartbeat of each.
-            stop = signal.SIGQUIT if each == "gunicorn" else signal.SIGTERM
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.processes[each].pid, stop)
-        deadline = time.monotonic() + 20
-        for each in names:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.processes[each].wait(timeout=max(0.1, deadline - time.monotonic()))
-        for each in names:
-            process = self.processes.pop(each)
-            # Whatever is left of the group (a leader that ignored SIGTERM, orphans).
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
-            if process.stdin:
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
 
 
 def proc_stat(pid: int) -> tuple[str, int, int, float] | None:
@@ -292,98 +234,22 @@ def git_state() -> dict[str, Any]:
 # --- database, Redis, gunicorn -------------------------------------------------------------
 
 
-def admin_connection():
-    conn = psycopg2.connect(host=HOST, port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    return conn
-
-
-def reset_database() -> None:
-    conn = admin_connection()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DB_NAME}"')
-    conn.close()
-
-
-def drop_database() -> None:
-    conn = admin_connection()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    conn.close()
-
-
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(
-        REDIS_URL, socket_timeout=10, socket_connect_timeout=5, decode_responses=True
+        STORAGE.redis_url, socket_timeout=10, socket_connect_timeout=5, decode_responses=True
     )
-
-
-def clean_redis() -> int:
-    client = redis_client()
-    keys = list(client.scan_iter(match=PREFIX + "*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start : start + 500])
-    client.close()
-    return len(keys)
-
-
-def app_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
-    overrides = overrides or {}
-    path = overrides.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
-    return {
-        **os.environ,
-        **overrides,
-        # This checkout's code first, whatever the virtualenv's editable install points at
-        # (a --set PYTHONPATH comes after it).
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT),
-        "APP_ENV": "development",
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_KEY_PREFIX": PREFIX,
-        # Pinned so that a caller's environment cannot point the stack elsewhere.
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_RESULT_BACKEND": REDIS_URL,
-        "MODEL_LIGHT": MODEL,
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-        **{k: v for k, v in overrides.items() if k != "PYTHONPATH"},
-    }
-
-
-def wait_for_health(stack: Stack, base: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stack.check_alive("gunicorn")
-        url = f"{base}/health"
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310
-            if answer.status == 200:
-                return
-        time.sleep(0.2)
-    raise StackError(f"gunicorn was not healthy within {timeout:.0f} s:\n{stack.tail('gunicorn')}")
 
 
 def migrate_and_seed(stack: Stack, jobs: int) -> dict[str, Any]:
-    """Fresh database, migrated; a user (no rate limit to speak of), an API key and `jobs`
-    running jobs, created with the project's models (bench/streams.py _seed)."""
-    log(f"database {DB_NAME}: drop, create, migrate; {jobs} jobs")
-    reset_database()
-    migrate = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "api", "db", "upgrade"],
-        cwd=ROOT,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    if migrate.returncode != 0:
-        raise StackError(f"migration failed:\n{migrate.stdout}\n{migrate.stderr}")
+    """Fresh database, migrated, no keys; a user (no rate limit to speak of), an API key
+    and `jobs` running jobs, created with the project's models (bench/streams.py _seed)."""
+    stack.prepare_storage({})
+    log(f"seeding {jobs} jobs")
     out = stack.log_dir / "seed.json"
     seed = subprocess.run(  # noqa: S603
         [sys.executable, str(Path(__file__).resolve()), "_seed", str(out), str(jobs)],
         cwd=ROOT,
-        env=app_env({"BCRYPT_ROUNDS": "4"}),
+        env=stack.app_env({"BCRYPT_ROUNDS": "4"}),
         capture_output=True,
         text=True,
         timeout=300,
@@ -403,15 +269,10 @@ def start_gunicorn(stack: Stack, args: argparse.Namespace, max_streams: int) -> 
     if per_worker > DEFAULT_WORKER_CONNECTIONS:
         env["GUNICORN_WORKER_CONNECTIONS"] = str(per_worker + 16)
         log(f"GUNICORN_WORKER_CONNECTIONS={per_worker + 16} so that {max_streams} streams fit")
-    port = free_port()
-    stack.spawn(
-        "gunicorn",
-        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
-        app_env({"GUNICORN_BIND": f"{HOST}:{port}", **env, **overrides}),
-    )
-    wait_for_health(stack, f"http://{HOST}:{port}", 60)
-    log(f"gunicorn healthy on port {port}")
-    return port
+    base = stack.start_gunicorn({**env, **overrides})
+    stack.wait_for_health(base, 60)
+    log(f"gunicorn healthy at {base}")
+    return int(base.rsplit(":", 1)[1])
 
 
 def prime_streams(client: redis.Redis, job_ids: list[str], keys: list[str]) -> None:
@@ -739,7 +600,7 @@ def writer_main(config_path: str) -> int:
     config = json.loads(Path(config_path).read_text())
     keys, groups_of = config["keys"], config["groups"]
     slots, tick, tokens = config["slots"], config["tick"], config["tokens"]
-    conn = Resp(HOST, REDIS_PORT, REDIS_DB)
+    conn = Resp(HOST, REDIS_PORT, STORAGE.redis_db)
     heads = [xadd_head(key, "token") for key in keys]
     groups: list[list[bytes]] = [[] for _ in range(slots)]
     for head, group in zip(heads, groups_of, strict=True):
@@ -838,7 +699,7 @@ def seed_main(out: str, count: int) -> int:
             for job_id in ids
         )
         db.session.commit()
-    jobs = {str(i): stream_key(PREFIX, str(i)) for i in ids}
+    jobs = {str(i): stream_key(STORAGE.prefix, str(i)) for i in ids}
     Path(out).write_text(json.dumps({"api_key": secret, "jobs": jobs}))
     return 0
 
@@ -892,7 +753,7 @@ def spawn_writers(ctx: Context, keys: list[str], slots: int, tick: float, tokens
         ctx.stack.spawn(
             name,
             [sys.executable, str(Path(__file__).resolve()), "_writer", str(config_path)],
-            app_env(),
+            ctx.stack.app_env(),
             stdin_pipe=True,
         )
         writers.append((name, result_path))
@@ -1054,7 +915,7 @@ async def run_step(ctx: Context, streams_count: int, rate: float) -> dict[str, A
     finally:
         run.close_all()
         for name in [n for n in ctx.stack.processes if n.startswith(("writer-", "py-spy-"))]:
-            ctx.stack.stop(name)
+            ctx.stack.stop([name])
         delete_streams(ctx.redis, keys)
     ctx.stack.check_alive("gunicorn")
 
@@ -1338,10 +1199,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # runs the finally blocks: the stack is stopped
-
-
 async def measure(ctx: Context, steps: list[tuple[int, float]]) -> list[dict[str, Any]]:
     await warm_up(ctx, ctx.args.workers)
     done = []
@@ -1381,7 +1238,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["_seed"]:
         return seed_main(argv[1], int(argv[2]))
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
     # Ctrl-C cleans up even when started where SIGINT is ignored (a shell's background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     count = max(len(args.streams), len(args.rate))
@@ -1394,20 +1250,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     max_streams = max(n for n, _ in steps)
     limits = raise_open_files(max_streams)
-    log_dir = Path(tempfile.mkdtemp(prefix="streams-bench-"))
-    stack = Stack(log_dir)
+    stack = Stack.create(STORAGE, log, "streams-bench-")  # SIGTERM unwinds from now on
     failed = False
     client: redis.Redis | None = None
     try:
         try:
             warmup = WARMUP_STREAMS_PER_WORKER * args.workers
             seeded = migrate_and_seed(stack, sum(n for n, _ in steps) * args.repeat + warmup)
-            log(f"redis db {REDIS_DB}: removed {clean_redis()} {PREFIX}* keys")
             port = start_gunicorn(stack, args, max_streams)
             client = redis_client()
             ctx = Context(stack, port, seeded["api_key"], seeded["jobs"], client, args)
             results = asyncio.run(measure(ctx, steps))
-        except (StackError, psycopg2.Error, redis.RedisError, OSError) as exc:
+        except STARTUP_ERRORS as exc:
             failed = True
             log(f"the stack failed: {exc}")
             return 2
@@ -1415,16 +1269,9 @@ def main(argv: list[str] | None = None) -> int:
             log("interrupted: stopping the stack, dropping the database and the keys")
             raise
     finally:
-        stack.stop()
         if client is not None:
             client.close()
-        with contextlib.suppress(psycopg2.Error, redis.RedisError, OSError):
-            clean_redis()
-            drop_database()
-        if failed or args.keep_logs:
-            log(f"process logs kept in {log_dir}")
-        else:
-            shutil.rmtree(log_dir, ignore_errors=True)
+        stack.close(keep_logs=failed or args.keep_logs)
 
     report = {
         "config": {

@@ -32,20 +32,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg2
-import redis
 from loadgen import LoadResult, Response, build_request, run_load
 from stack import (
     CpuWindow,
     Stack,
     StackError,
     Storage,
+    add_run_arguments,
+    check_overrides,
     cpu_lines,
     cpu_per_request,
     create_api_key,
     logger,
     median_of,
     parse_overrides,
+    run_repetitions,
     summary,
     verdict,
 )
@@ -276,22 +277,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--requests", type=int, default=None, help="requests per run instead")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians reported")
     parser.add_argument("--warmup", type=int, default=200, help="uncounted requests")
     parser.add_argument(
         "--distinct",
         action="store_true",
         help="a distinct message per request instead of Cache-Control: no-store",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the API (to try a setting)",
-    )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
+    add_run_arguments(parser, set_help="extra environment for the API (to try a setting)")
     args = parser.parse_args(argv)
     if args.requests is None and args.duration is None:
         args.duration = 20.0
@@ -304,40 +296,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be between 0.1 and 3600 seconds")
     if not 0 <= args.warmup <= 100_000:
         parser.error("--warmup must be between 0 and 100000")
-    if any("=" not in item for item in args.set):
-        parser.error("--set takes NAME=VALUE")
+    check_overrides(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stack = Stack.create(STORAGE, log, "submit-bench-")
-    failed = False
-    try:
-        try:
-            base = start_stack(stack, args)
-            submitter = Submitter(base, create_api_key(base, "submit bench"), args.distinct)
-            log(f"warming up ({args.warmup} requests, not counted)")
-            warm_up(base, submitter, args)
-        except (StackError, httpx.HTTPError, psycopg2.Error, redis.RedisError, OSError) as exc:
-            failed = True
-            log(f"the stack did not come up: {exc}")
-            return 2
-        runs = []
-        for number in range(1, args.repeat + 1):
-            log(f"repetition {number}/{args.repeat}")
-            runs.append(measure(stack, submitter, args))
-        check = final_check(submitter)
-    except StackError as exc:
-        failed = True
-        log(f"the stack went down: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything")
-        return 130
-    finally:
-        stack.close(keep_logs=failed or args.keep_logs)
 
+    def set_up() -> Submitter:
+        base = start_stack(stack, args)
+        submitter = Submitter(base, create_api_key(base, "submit bench"), args.distinct)
+        log(f"warming up ({args.warmup} requests, not counted)")
+        warm_up(base, submitter, args)
+        return submitter
+
+    outcome = run_repetitions(
+        stack,
+        args,
+        set_up,
+        lambda submitter: measure(stack, submitter, args),
+        lambda submitter, runs: final_check(submitter),
+    )
+    if isinstance(outcome, int):
+        return outcome
+    runs, check = outcome
     final = median_of(runs)
     errors_total = sum(run["errors"] for run in runs)
     consistent = check["ok"] and all(run["checks"]["consistent"] for run in runs)

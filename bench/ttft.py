@@ -32,20 +32,21 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import psycopg2
-import redis
 from stack import (
     HTTP_TIMEOUT,
     MODEL,
     Stack,
     StackError,
     Storage,
+    add_run_arguments,
+    check_overrides,
     cpu_report,
     create_api_key,
     logger,
     machine_cpu,
     median_of,
     parse_overrides,
+    run_repetitions,
     summary,
     verdict,
 )
@@ -392,55 +393,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--token-delay", type=float, default=0.02, help="fake model s/token")
     parser.add_argument("--reply-tokens", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians reported")
     parser.add_argument("--warmup", type=int, default=20, help="uncounted requests per path")
     parser.add_argument("--gunicorn-threads", type=int, default=32)
     parser.add_argument("--worker-threads", type=int, default=24)
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the API and the worker (to try a setting)",
+    add_run_arguments(
+        parser, set_help="extra environment for the API and the worker (to try a setting)"
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     args = parser.parse_args(argv)
     for name in ("requests", "concurrency", "repeat", "reply_tokens"):
         if not 1 <= getattr(args, name) <= 100_000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
     if not 0 <= args.token_delay <= 10:
         parser.error("--token-delay must be between 0 and 10 seconds")
-    if any("=" not in item for item in args.set):
-        parser.error("--set takes NAME=VALUE")
+    check_overrides(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stack = Stack.create(STORAGE, log, "ttft-bench-")
-    failed = False
-    try:
-        try:
-            fake_url, base = start_stack(stack, args)
-            api_key = create_api_key(base, "ttft bench")
-            log(f"warming up ({args.warmup} requests per path, not counted)")
-            asyncio.run(warm_up(fake_url, base, api_key, args))
-        except (StackError, httpx.HTTPError, psycopg2.Error, redis.RedisError, OSError) as exc:
-            failed = True
-            log(f"the stack did not come up: {exc}")
-            return 2
-        runs = []
-        for number in range(1, args.repeat + 1):
-            log(f"repetition {number}/{args.repeat}")
-            runs.append(asyncio.run(measure(stack, fake_url, base, api_key, args)))
-    except StackError as exc:
-        failed = True
-        log(f"the stack went down: {exc}")
-        return 2
-    finally:
-        stack.close(keep_logs=failed or args.keep_logs)
 
+    def set_up() -> tuple[str, str, str]:
+        fake_url, base = start_stack(stack, args)
+        api_key = create_api_key(base, "ttft bench")
+        log(f"warming up ({args.warmup} requests per path, not counted)")
+        asyncio.run(warm_up(fake_url, base, api_key, args))
+        return fake_url, base, api_key
+
+    outcome = run_repetitions(
+        stack, args, set_up, lambda urls: asyncio.run(measure(stack, *urls, args))
+    )
+    if isinstance(outcome, int):
+        return outcome
+    runs, _ = outcome
     final = median_of(runs)
     errors_total = sum(run[path]["errors"] for run in runs for path in ("direct", "gateway"))
     config = {
