@@ -41,6 +41,7 @@ from stack import (
     cpu_lines,
     cpu_per_request,
     create_api_key,
+    load_test_env,
     logger,
     median_of,
     parse_overrides,
@@ -52,7 +53,6 @@ from stack import (
 STORAGE = Storage(db_name="llm_gateway_bench_cache", redis_db=13, prefix="gwbench-cache:")
 PROMPT = "What is the capital of Australia?"
 BODY = {"message": PROMPT, "model": "light", "tools": False}
-RATE_LIMIT = 1_000_000  # per minute: checked on every request, never reached
 TARGETS = {"p50_ms": 5.0}
 # A hit takes milliseconds; a miss waits for a job no worker runs (CHAT_WAIT_SECONDS, long
 # enough for the priming request while the worker starts) and is cut off here.
@@ -113,13 +113,8 @@ def start_stack(stack: Stack, args: argparse.Namespace) -> str:
     log(f"fake Ollama at {fake_url}")
     base = stack.start_gunicorn(
         {
-            "WEB_CONCURRENCY": str(args.workers),
-            "MAX_JOBS_IN_FLIGHT": "0",
-            "RATE_LIMIT_USER_PER_MINUTE": str(RATE_LIMIT),
-            "RATE_LIMIT_ADMIN_PER_MINUTE": str(RATE_LIMIT),
+            **load_test_env(args.workers),
             "CHAT_WAIT_SECONDS": str(CHAT_WAIT_SECONDS),
-            # As in production: one JSON access line per request.
-            "LOG_LEVEL": "INFO",
             **overrides,
         }
     )

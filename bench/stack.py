@@ -95,6 +95,23 @@ def check_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("--set takes NAME=VALUE")
 
 
+# Per minute: checked on every request of a load test, never reached.
+LOAD_TEST_RATE_LIMIT = 1_000_000
+
+
+def load_test_env(workers: int) -> dict[str, str]:
+    """The API's settings for a load test: `workers` gunicorn processes, no cap on jobs in
+    flight, rate limits checked on every request but never reached, and one JSON access
+    line per request as in production."""
+    return {
+        "WEB_CONCURRENCY": str(workers),
+        "MAX_JOBS_IN_FLIGHT": "0",
+        "RATE_LIMIT_USER_PER_MINUTE": str(LOAD_TEST_RATE_LIMIT),
+        "RATE_LIMIT_ADMIN_PER_MINUTE": str(LOAD_TEST_RATE_LIMIT),
+        "LOG_LEVEL": "INFO",
+    }
+
+
 # What a stack that does not come up raises (its processes, HTTP, PostgreSQL, Redis).
 STARTUP_ERRORS = (StackError, httpx.HTTPError, psycopg2.Error, redis.RedisError, OSError)
 

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 from loadgen import LoadResult, Response, build_request, run_load
 from stack import (
+    LOAD_TEST_RATE_LIMIT,
     CpuWindow,
     Stack,
     StackError,
@@ -43,6 +44,7 @@ from stack import (
     cpu_lines,
     cpu_per_request,
     create_api_key,
+    load_test_env,
     logger,
     median_of,
     parse_overrides,
@@ -53,7 +55,6 @@ from stack import (
 
 STORAGE = Storage(db_name="llm_gateway_bench_submit", redis_db=13, prefix="gwbench-submit:")
 MESSAGE = "Summarize the main causes of the French Revolution in three sentences."
-RATE_LIMIT = 1_000_000  # per minute: checked on every request, never reached
 TARGETS = {"requests_per_s": 300.0, "p99_ms": 100.0}
 REQUEST_TIMEOUT = 30.0
 
@@ -134,17 +135,7 @@ def start_stack(stack: Stack, args: argparse.Namespace) -> str:
     """Database and API (no worker, no model); returns the API's url."""
     overrides = parse_overrides(args.set)
     stack.prepare_storage(overrides)
-    base = stack.start_gunicorn(
-        {
-            "WEB_CONCURRENCY": str(args.workers),
-            "MAX_JOBS_IN_FLIGHT": "0",
-            "RATE_LIMIT_USER_PER_MINUTE": str(RATE_LIMIT),
-            "RATE_LIMIT_ADMIN_PER_MINUTE": str(RATE_LIMIT),
-            # As in production: one JSON access line per request.
-            "LOG_LEVEL": "INFO",
-            **overrides,
-        }
-    )
+    base = stack.start_gunicorn({**load_test_env(args.workers), **overrides})
     stack.wait_for_health(base, 60)
     pid = stack.processes["gunicorn"].pid
     log(f"gunicorn ({args.workers} workers, arbiter pid {pid}) healthy at {base}")
@@ -162,8 +153,10 @@ def warm_up(base: str, submitter: Submitter, args: argparse.Namespace) -> None:
         raise StackError(f"POST /api/jobs: {first.status_code} {first.text[:300]}")
     submitter.accepted.append(first.json()["id"])
     limit = first.headers.get("X-RateLimit-Limit")
-    if limit != str(RATE_LIMIT) and not any("RATE_LIMIT_USER" in item for item in args.set):
-        raise StackError(f"expected X-RateLimit-Limit {RATE_LIMIT}, got {limit!r}")
+    if limit != str(LOAD_TEST_RATE_LIMIT) and not any(
+        "RATE_LIMIT_USER" in item for item in args.set
+    ):
+        raise StackError(f"expected X-RateLimit-Limit {LOAD_TEST_RATE_LIMIT}, got {limit!r}")
     if args.warmup:
         result = asyncio.run(submitter.run(concurrency=args.concurrency, requests=args.warmup))
         if result.errors:
