@@ -605,22 +605,30 @@ class Stack:
             **{name: value for name, value in overrides.items() if name != "PYTHONPATH"},
         }
 
+    def run_step(
+        self, what: str, args: list[str], overrides: dict[str, str], timeout: float
+    ) -> None:
+        """Run a set-up command in the app's environment to its end; StackError if it fails."""
+        done = subprocess.run(  # noqa: S603
+            args,
+            cwd=ROOT,
+            env=self.app_env(overrides),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StackError(f"{what} failed:\n{done.stdout}\n{done.stderr}")
+
     def prepare_storage(self, overrides: dict[str, str]) -> None:
         """A fresh, migrated database and no keys under the prefix."""
         storage = self.storage
         self.log(f"database {storage.db_name}: drop, create, migrate")
         storage.reset_database()
-        migrate = subprocess.run(  # noqa: S603
-            [str(BIN / "flask"), "--app", "api", "db", "upgrade"],
-            cwd=ROOT,
-            env=self.app_env(overrides),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        self.run_step(
+            "migration", [str(BIN / "flask"), "--app", "api", "db", "upgrade"], overrides, 120
         )
-        if migrate.returncode != 0:
-            raise StackError(f"migration failed:\n{migrate.stdout}\n{migrate.stderr}")
         removed = storage.clean_redis()
         self.log(f"redis db {storage.redis_db}: removed {removed} {storage.prefix}* keys")
 

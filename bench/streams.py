@@ -246,17 +246,8 @@ def migrate_and_seed(stack: Stack, jobs: int) -> dict[str, Any]:
     stack.prepare_storage({})
     log(f"seeding {jobs} jobs")
     out = stack.log_dir / "seed.json"
-    seed = subprocess.run(  # noqa: S603
-        [sys.executable, str(Path(__file__).resolve()), "_seed", str(out), str(jobs)],
-        cwd=ROOT,
-        env=stack.app_env({"BCRYPT_ROUNDS": "4"}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if seed.returncode != 0:
-        raise StackError(f"seeding failed:\n{seed.stdout}\n{seed.stderr}")
+    seed = [sys.executable, str(Path(__file__).resolve()), "_seed", str(out), str(jobs)]
+    stack.run_step("seeding", seed, {"BCRYPT_ROUNDS": "4"}, 300)
     return json.loads(out.read_text())
 
 
