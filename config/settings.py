@@ -97,8 +97,9 @@ class Config:
         # Seconds to connect, and to wait for each next token, before the job fails.
         self.LLM_CONNECT_TIMEOUT = env_float("LLM_CONNECT_TIMEOUT", 5.0)
         self.LLM_READ_TIMEOUT = env_float("LLM_READ_TIMEOUT", 60.0)
-        # Connection errors before the first token are retried this many times.
-        self.LLM_CONNECT_RETRIES = env_int("LLM_CONNECT_RETRIES", 2)
+        # Before the first token, a model server that refuses connections or answers 503
+        # (restarting, loading its model) is tried again for this many seconds.
+        self.LLM_CONNECT_RETRY_SECONDS = env_float("LLM_CONNECT_RETRY_SECONDS", 15.0)
         self.SYSTEM_PROMPT = env_str(
             "SYSTEM_PROMPT",
             "You are a helpful assistant. Use the web_search tool for current events or "
@@ -276,6 +277,10 @@ class Config:
             raise RuntimeError("MAX_CONTENT_LENGTH must be positive")
         if self.COMPLEXITY_THRESHOLD < 1:
             raise RuntimeError("COMPLEXITY_THRESHOLD must be a positive number of characters")
+        if not 0 <= self.LLM_CONNECT_RETRY_SECONDS < self.JOB_SOFT_TIME_LIMIT:
+            raise RuntimeError(
+                "LLM_CONNECT_RETRY_SECONDS must be 0 or more and below JOB_SOFT_TIME_LIMIT"
+            )
         if self.LLM_PROVIDER not in ("ollama", "openai"):
             raise RuntimeError("LLM_PROVIDER must be 'ollama' or 'openai'")
         if self.BROKER_VISIBILITY_TIMEOUT <= self.JOB_TIME_LIMIT:

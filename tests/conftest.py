@@ -44,7 +44,7 @@ for _name, _value in {
     "JOB_LOCK_TTL": "3",
     "LLM_CONNECT_TIMEOUT": "2",
     "LLM_READ_TIMEOUT": "3",
-    "LLM_CONNECT_RETRIES": "1",
+    "LLM_CONNECT_RETRY_SECONDS": "1",
     "CHAT_WAIT_SECONDS": "5",
     "SSE_HEARTBEAT_SECONDS": "1",
     "SEARCH_BACKEND": "tests.fakes.search:StaticBackend",

@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import requests
 
@@ -122,3 +123,33 @@ def queued_messages(app, redis_client) -> list[dict]:
                 }
             )
     return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The parent pid is the 2nd field after the command, which may hold spaces.
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited and waits to be reaped

@@ -139,7 +139,11 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
     tools = [web_search_tool(config, redis_store.client)] if params.get("tools", True) else []
     rounds = config["AGENT_MAX_TOOL_ROUNDS"]
     graph = build_agent(
-        model, tools, hooks, max_tool_rounds=rounds, connect_retries=config["LLM_CONNECT_RETRIES"]
+        model,
+        tools,
+        hooks,
+        max_tool_rounds=rounds,
+        connect_retry_seconds=config["LLM_CONNECT_RETRY_SECONDS"],
     )
     return run_agent(graph, _messages(job.input["messages"]), max_tool_rounds=rounds)
 

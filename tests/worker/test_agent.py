@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import tool
@@ -18,6 +21,7 @@ class RecordingHooks:
         self.tool_calls: list[tuple[str, dict]] = []
         self.tool_results: list[tuple[str, str]] = []
         self.cancel_after = cancel_after
+        self.cancelled = threading.Event()  # a cancel that arrives between tokens
 
     def token(self, text: str) -> None:
         if self.cancel_after is not None and len(self.tokens) >= self.cancel_after:
@@ -29,6 +33,10 @@ class RecordingHooks:
 
     def tool_result(self, name, content) -> None:
         self.tool_results.append((name, content))
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled
 
 
 @tool
@@ -48,9 +56,20 @@ def _reset(fake):
     fake.reset()
 
 
-def run(fake, text: str, hooks: RecordingHooks, *, tools=(web_search,), rounds=2, **model_kwargs):
+def run(
+    fake,
+    text: str,
+    hooks: RecordingHooks,
+    *,
+    tools=(web_search,),
+    rounds=2,
+    retry_seconds=1.0,
+    **model_kwargs,
+):
     model = ChatOllama(model="llama3.2:3b", base_url=fake.url, **model_kwargs)
-    graph = build_agent(model, list(tools), hooks, max_tool_rounds=rounds, connect_retries=1)
+    graph = build_agent(
+        model, list(tools), hooks, max_tool_rounds=rounds, connect_retry_seconds=retry_seconds
+    )
     messages = [SystemMessage(content="be brief"), HumanMessage(content=text)]
     return run_agent(graph, messages, max_tool_rounds=rounds)
 
@@ -111,17 +130,68 @@ def test_an_unknown_model_maps_to_model_not_found(fake):
     assert model_error(caught.value, "llama3.2:3b").code == "model_not_found"
 
 
-def test_a_refused_connection_is_retried_before_the_first_token(fake):
+def later(seconds: float, action) -> threading.Timer:
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+def test_a_model_server_back_within_the_retry_time_answers_the_job(fake):
+    # A supervisor restarting the model server: nothing listens for a second.
+    fake.stop()
+    later(1.0, fake.start)
     hooks = RecordingHooks()
-    model = ChatOllama(model="llama3.2:3b", base_url=fake.url)
+    result = run(fake, "hello", hooks, tools=(), retry_seconds=10)
+    assert result.content == "".join(hooks.tokens) and hooks.tokens
+    assert len(fake.requests) == 1  # the refused tries never reached it
+
+
+def test_a_model_server_loading_its_model_is_waited_for(fake):
+    # llama.cpp's server answers 503 until its model is loaded.
+    fake.mode, fake.error_status, fake.error_message = "error", 503, "Loading model"
+    later(1.0, lambda: setattr(fake, "mode", "ok"))
+    hooks = RecordingHooks()
+    result = run(fake, "hello", hooks, tools=(), retry_seconds=10)
+    assert result.content and hooks.tokens
+    assert len(fake.requests) >= 2  # 503s first, then the answer
+
+
+def test_a_model_server_that_stays_down_fails_the_job_once_the_retry_time_is_spent(fake):
     fake.stop()
     try:
-        graph = build_agent(model, [], hooks, max_tool_rounds=0, connect_retries=2)
-        with pytest.raises(Exception) as caught:
-            run_agent(graph, [HumanMessage(content="hi")], max_tool_rounds=0)
+        started = time.monotonic()
+        with pytest.raises(ModelError) as caught:
+            run(fake, "hi", RecordingHooks(), tools=(), retry_seconds=1.5)
+        waited = time.monotonic() - started
     finally:
         fake.start()
+    assert caught.value.code == "model_unavailable"
+    assert "cannot be reached" in caught.value.message
     assert model_error(caught.value, "llama3.2:3b").code == "model_unavailable"
+    # It kept trying for most of the time allowed, and not much past it.
+    assert 0.7 <= waited < 1.5 + 2.0
+
+
+def test_an_error_other_than_unavailable_is_not_retried(fake):
+    fake.mode, fake.error_status = "error", 500
+    with pytest.raises(Exception) as caught:
+        run(fake, "hi", RecordingHooks(), tools=(), retry_seconds=10)
+    assert model_error(caught.value, "llama3.2:3b").code == "model_error"
+    assert len(fake.requests) == 1
+
+
+def test_a_cancel_while_waiting_for_the_model_server_stops_the_job(fake):
+    fake.stop()
+    hooks = RecordingHooks()
+    later(0.5, hooks.cancelled.set)
+    try:
+        started = time.monotonic()
+        with pytest.raises(JobCancelled):
+            run(fake, "hi", hooks, tools=(), retry_seconds=30)
+        stopped_after = time.monotonic() - started
+    finally:
+        fake.start()
+    assert stopped_after < 5  # far before the 30 s of retries
 
 
 def test_a_stop_raised_by_a_hook_ends_generation_at_once(fake):

@@ -27,12 +27,28 @@ class ModelError(Exception):
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """Errors worth a retry before the first token: the server could not be reached."""
+    """The server could not be reached (refused, reset, no route); not a timeout."""
     import openai
 
     return isinstance(exc, httpx.ConnectError | ConnectionError | openai.APIConnectionError) and (
         not isinstance(exc, httpx.TimeoutException | openai.APITimeoutError)
     )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Errors worth a retry before the first token: the server is not there, or answers 503
+    (llama.cpp's server while it loads its model, a proxy in front of one restarting)."""
+    import ollama
+    import openai
+
+    if is_connection_error(exc):
+        return True
+    status = None
+    if isinstance(exc, openai.APIStatusError | ollama.ResponseError):
+        status = exc.status_code
+    elif isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+    return status == 503
 
 
 def model_error(exc: BaseException, model: str) -> ModelError:

@@ -25,7 +25,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from worker.agent.errors import JobStopped, ModelError, is_connection_error
+from worker.agent.errors import JobStopped, ModelError, is_unavailable
 
 TOOL_RESULT_PREVIEW = 2000
 
@@ -34,6 +34,8 @@ class Hooks(Protocol):
     def token(self, text: str) -> None: ...
     def tool_call(self, name: str, arguments: dict[str, Any]) -> None: ...
     def tool_result(self, name: str, content: str) -> None: ...
+    def check(self) -> None:
+        """Raise JobStopped when the job was cancelled or ran out of time."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,15 @@ def _finish_reason(message: AIMessage) -> str | None:
 
 
 def stream_reply(
-    model: Any, messages: Sequence[AnyMessage], hooks: Hooks, *, retries: int
+    model: Any, messages: Sequence[AnyMessage], hooks: Hooks, *, retry_seconds: float
 ) -> tuple[AIMessage, int]:
-    """Stream one model reply; connection errors are retried only before the first chunk.
+    """Stream one model reply. A server that is not there (refused, or 503 while it loads)
+    is tried again for up to `retry_seconds`, and only before the first chunk: a model
+    server restarting under a supervisor is waited for, a dead one fails the job.
 
     Returns the reply and how many text chunks it streamed.
     """
+    started = time.monotonic()
     attempt = 0
     while True:
         merged: AIMessageChunk | None = None
@@ -87,11 +92,18 @@ def stream_reply(
         except JobStopped:
             raise
         except Exception as exc:
-            if merged is None and attempt < retries and is_connection_error(exc):
-                attempt += 1
-                time.sleep(min(0.25 * 2**attempt, 2.0))
-                continue
-            raise
+            if merged is not None or not is_unavailable(exc):
+                raise
+            delay = min(0.25 * 2**attempt, 2.0)
+            waited = time.monotonic() - started
+            if waited + delay > retry_seconds:
+                raise ModelError(
+                    "model_unavailable",
+                    f"The model server cannot be reached (tried {attempt + 1} times "
+                    f"over {waited:.0f} s).",
+                ) from exc
+            attempt += 1
+            _pause(delay, hooks)
     if merged is None:
         raise ModelError("model_bad_response", "The model server sent an empty reply.")
     message = message_chunk_to_message(merged)
@@ -102,13 +114,21 @@ def stream_reply(
     return message, text_chunks
 
 
+def _pause(seconds: float, hooks: Hooks) -> None:
+    """Sleep, while a cancel or the time limit still stops the job within its poll."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        hooks.check()
+        time.sleep(min(left, 0.1))
+
+
 def build_agent(
     model: BaseChatModel,
     tools: Sequence[BaseTool],
     hooks: Hooks,
     *,
     max_tool_rounds: int,
-    connect_retries: int,
+    connect_retry_seconds: float,
 ):
     tools_by_name = {tool.name: tool for tool in tools}
     with_tools = model.bind_tools(list(tools)) if tools else model
@@ -116,7 +136,10 @@ def build_agent(
     def llm(state: AgentState) -> dict[str, Any]:
         use_tools = bool(tools) and state["tool_rounds"] < max_tool_rounds
         reply, text_chunks = stream_reply(
-            with_tools if use_tools else model, state["messages"], hooks, retries=connect_retries
+            with_tools if use_tools else model,
+            state["messages"],
+            hooks,
+            retry_seconds=connect_retry_seconds,
         )
         usage = reply.usage_metadata
         if usage:

@@ -1,0 +1,145 @@
+"""One `make dev` stack (scripts/dev.py) for the end-to-end tests, with the real model.
+
+It runs exactly what a developer runs: migrations, supervisord with gunicorn, a Celery
+worker per queue, Flower and llama.cpp's server with SmolLM2-135M-Instruct. The tests
+share it (package scope); the last one stops it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import PASSWORD, ROOT, free_port
+from tests.helpers import bearer, register_over_http
+
+READY_LINE = "LLM Gateway is ready"
+STATUS_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(?:pid (\d+),)?")
+
+
+class DevStack:
+    """`python scripts/dev.py` in its own session, as a terminal would run `make dev`."""
+
+    def __init__(self, work: Path):
+        self.api_port, self.llm_port, self.flower_port = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.llm_url = f"http://127.0.0.1:{self.llm_port}"
+        self.run_dir = work / "run"
+        self.log_path = work / "dev.log"
+        self.env = {
+            **os.environ,
+            "APP_ENV": "testing",
+            "GUNICORN_BIND": f"127.0.0.1:{self.api_port}",
+            "WEB_CONCURRENCY": "1",
+            "LOCAL_LLM_PORT": str(self.llm_port),
+            "FLOWER_PORT": str(self.flower_port),
+            "DEV_RUN_DIR": str(self.run_dir),
+            # Nothing else answers: the stack must start its own model server.
+            "OLLAMA_URL": "",
+            "OPENAI_BASE_URL": "",
+            "SEARCH_BACKEND": "ddgs",  # the real one (offline here: it reports unavailable)
+            # make dev's own concurrency (the model server gets one slot per job).
+            "WORKER_CONCURRENCY_LIGHT": "4",
+            "WORKER_CONCURRENCY_HEAVY": "2",
+            "LLM_READ_TIMEOUT": "60",
+            "LLM_CONNECT_RETRY_SECONDS": "30",
+            "JOB_SOFT_TIME_LIMIT": "120",
+            "JOB_TIME_LIMIT": "150",
+            "BROKER_VISIBILITY_TIMEOUT": "300",
+            "CHAT_WAIT_SECONDS": "90",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "scripts/dev.py"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal gives it
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while READY_LINE not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dev stack did not come up:\n{self.log()[-6000:]}")
+            time.sleep(0.5)
+
+    def status(self) -> dict[str, tuple[str, int | None]]:
+        """Process name → (supervisord state, pid)."""
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "supervisorctl"),
+                "-c",
+                str(self.run_dir / "supervisord.conf"),
+                "status",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        states = {}
+        for line in result.stdout.splitlines():
+            match = STATUS_LINE.match(line)
+            if match:
+                name, state, pid = match.groups()
+                states[name] = (state, int(pid) if pid else None)
+        return states
+
+    def pids(self) -> dict[str, int]:
+        return {name: pid for name, (state, pid) in self.status().items() if state == "RUNNING"}
+
+    def wait_running(self, names: set[str], *, not_pids: set[int], timeout: float = 90) -> dict:
+        """Wait until each of `names` is RUNNING under a pid not in `not_pids`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if all(name in pids and pids[name] not in not_pids for name in names):
+                return pids
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not back: {self.status()}\n{self.log()[-4000:]}")
+            time.sleep(0.5)
+
+    def interrupt(self, timeout: float = 60) -> int:
+        """Ctrl-C: SIGINT to the whole process group, as a terminal sends it."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="package")
+def dev_stack(migrated_database, tmp_path_factory) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("dev"))
+    try:
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def register_and_key(base: str, email: str) -> tuple[dict[str, str], str]:
+    """A new user's bearer headers and an API key of theirs."""
+    headers = bearer(register_over_http(base, email, PASSWORD)["access_token"])
+    key = requests.post(
+        f"{base}/api/user/api-keys", json={"name": "e2e"}, headers=headers, timeout=10
+    ).json()["key"]
+    return headers, key
