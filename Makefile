@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LLAMA_SERVER := $(BIN)/llama-server
 
-.PHONY: install services deploy-tools lint format test run dev migrate create-admin lock clean
+.PHONY: install services test-tools lint format test run dev migrate create-admin lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,11 @@ install: $(STAMP) $(LLAMA_SERVER)
 services:
 	@bash scripts/ensure_services.sh
 
-# Debian's nginx and docker-compose check the production stack's files (tests/deploy);
-# without them (not Debian, not root) those tests are skipped.
-deploy-tools:
-	@bash scripts/ensure_deploy_tools.sh
+# Debian's nginx and docker-compose check the production stack's files (tests/deploy), and
+# qemu-user emulates a CPU without AVX-512 for the local model server's test; without them
+# (not Debian, not root) those tests are skipped.
+test-tools:
+	@bash scripts/ensure_test_tools.sh
 
 lint: install
 	$(BIN)/ruff check .
@@ -42,7 +43,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install services deploy-tools lint
+test: install services test-tools lint
 	$(BIN)/python -m pytest
 
 migrate: install services

@@ -6,12 +6,16 @@ import json
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_llama_server as build
@@ -116,18 +120,28 @@ needs_x86_objdump = pytest.mark.skipif(
 )
 
 
-@needs_x86_objdump
-def test_the_instruction_check_finds_avx512_where_there_is_some(tmp_path):
-    source = tmp_path / "wide.c"
+def avx512_program(folder: Path) -> Path:
+    """A program that runs one AVX-512 instruction: what a native build on such a CPU has."""
+    source = folder / "wide.c"
     source.write_text(
-        "#include <immintrin.h>\n__m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }\n"
+        "#include <immintrin.h>\n"
+        "int main(void) {\n"
+        "  volatile float x[16] = {1};\n"
+        "  __m512 a = _mm512_loadu_ps((const float *)x);\n"
+        "  _mm512_storeu_ps((float *)x, _mm512_add_ps(a, a));\n"
+        "  return x[0] == 2 ? 0 : 1;\n"
+        "}\n"
     )
     compiler = shutil.which("cc") or shutil.which("gcc")
     subprocess.run(
-        [compiler, "-O2", "-mavx512f", "-c", str(source), "-o", str(tmp_path / "wide.o")],
-        check=True,
+        [compiler, "-O2", "-mavx512f", str(source), "-o", str(folder / "wide")], check=True
     )
-    assert avx512_or_amx_instructions(tmp_path / "wide.o")
+    return folder / "wide"
+
+
+@needs_x86_objdump
+def test_the_instruction_check_finds_avx512_where_there_is_some(tmp_path):
+    assert avx512_or_amx_instructions(avx512_program(tmp_path))
 
 
 @needs_x86_objdump
@@ -138,6 +152,62 @@ def test_the_installed_llama_server_holds_no_avx512_or_amx_instruction():
     assert "-DGGML_NATIVE=OFF" in info["cmake"]
     found = avx512_or_amx_instructions(INSTALLED)
     assert not found, found[:10]
+
+
+needs_qemu = pytest.mark.skipif(
+    platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
+    reason="emulates an x86-64 CPU with qemu-user (make test installs Debian's)",
+)
+# QEMU's model of a Haswell: AVX2, FMA and F16C, and neither AVX-512 nor AMX; an
+# instruction the CPU lacks ends the program with SIGILL, as on real hardware.
+EMULATED_CPU = ["qemu-x86_64", "-cpu", "Haswell"]
+
+
+@needs_qemu
+def test_the_emulated_cpu_refuses_avx512(tmp_path):
+    program = avx512_program(tmp_path)
+    result = subprocess.run([*EMULATED_CPU, str(program)], capture_output=True, check=False)
+    assert result.returncode == -signal.SIGILL
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@needs_qemu
+def test_the_model_answers_on_a_cpu_without_avx512(tmp_path):
+    port = free_port()
+    env = {"LOCAL_LLM_PORT": str(port), "LOCAL_LLM_PARALLEL": "1", "LOCAL_LLM_THREADS": "2"}
+    log_path = tmp_path / "llama-server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [*EMULATED_CPU, *local_llm.server_args(env)], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120  # emulated: some 50 times slower than the real CPU
+        while not http_ok(f"http://127.0.0.1:{port}/health"):
+            assert server.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "llama-server did not load its model"
+            time.sleep(0.5)
+        reply = requests.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={
+                "model": "light",
+                "messages": [{"role": "user", "content": "Hi."}],
+                "max_tokens": 3,
+            },
+            timeout=120,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["usage"]["completion_tokens"] >= 1
+        assert reply.json()["choices"][0]["message"]["content"]
+        assert server.poll() is None  # still serving
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_the_installed_llama_server_runs():
