@@ -22,8 +22,10 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -181,6 +183,16 @@ def cmake_command(python: str) -> str:
     return str(Path(python).parent / "cmake")
 
 
+def run_logged(command: list[str]) -> None:
+    """Run a build step quietly (CMake's notes about the web UI and git are expected);
+    on failure, show the end of its output."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).splitlines()
+        print("\n".join(output[-80:]), file=sys.stderr)
+        raise SystemExit(f"llama-server: the build failed: {shlex.join(command)}")
+
+
 def build(python: str, level: Level, out: Path) -> None:
     if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
         raise SystemExit("llama-server: a C++ compiler is needed (Debian: apt-get install g++)")
@@ -189,17 +201,13 @@ def build(python: str, level: Level, out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="llama-server-build-") as tmp:
         source = fetch_source(python, Path(tmp))
         build_dir = Path(tmp) / "build"
-        print(f"llama-server: building llama.cpp ({level.name}) with {jobs} jobs", flush=True)
-        subprocess.run(
-            [cmake, "-S", str(source), "-B", str(build_dir), *COMMON_CMAKE, *level.cmake],
-            check=True,
-            stdout=subprocess.DEVNULL,
+        print(
+            f"llama-server: building llama.cpp for {level.name} with {jobs} jobs "
+            "(once per machine; about 7 minutes on 2 cores)",
+            flush=True,
         )
-        subprocess.run(
-            [cmake, "--build", str(build_dir), "--target", "llama-server", "-j", jobs],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        run_logged([cmake, "-S", str(source), "-B", str(build_dir), *COMMON_CMAKE, *level.cmake])
+        run_logged([cmake, "--build", str(build_dir), "--target", "llama-server", "-j", jobs])
         staging = out.with_name(out.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)

@@ -214,3 +214,9 @@ def test_the_installed_llama_server_runs():
     result = subprocess.run([str(INSTALLED), "--version"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "version" in (result.stdout + result.stderr)
+
+
+def test_a_failed_build_step_shows_its_output_and_stops_the_install(capsys):
+    with pytest.raises(SystemExit, match="the build failed: sh -c"):
+        build.run_logged(["sh", "-c", "echo compiling; echo 'error: no such file' >&2; exit 2"])
+    assert "error: no such file" in capsys.readouterr().err

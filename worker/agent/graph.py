@@ -99,8 +99,8 @@ def stream_reply(
             if waited + delay > retry_seconds:
                 raise ModelError(
                     "model_unavailable",
-                    f"The model server cannot be reached (tried {attempt + 1} times "
-                    f"over {waited:.0f} s).",
+                    f"The model server cannot be reached or is not ready (tried "
+                    f"{attempt + 1} times over {waited:.0f} s).",
                 ) from exc
             attempt += 1
             _pause(delay, hooks)
