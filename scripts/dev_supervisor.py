@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 # A process must stay up this long to count as started; until then, a failed start is
-# retried after 1, 2, 3… s, and after STARTRETRIES failures in a row it is given up.
+# retried after 1, 2, 3… s, and after STARTRETRIES such retries it is given up.
 STARTSECS = 5
 STARTRETRIES = 10
 # How long a process gets to stop on SIGTERM (a worker finishing its jobs) before SIGKILL.

@@ -104,6 +104,7 @@ def stream_chat(base: str, headers: dict, message: str, model: str) -> list:
     return sse_events(response)
 
 
+@pytest.mark.timeout(600)  # 28 generations on 2 cores; a slower machine needs longer
 def test_concurrent_streams_and_a_batch_all_succeed_and_no_process_restarts(dev_stack):
     """Eight streaming chats at once while a batch of twenty runs: the model server takes
     everything the workers send (a queue's concurrency, both tiers) without dying."""

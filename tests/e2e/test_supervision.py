@@ -76,6 +76,7 @@ def chat(base: str, headers: dict, message: str, model: str) -> requests.Respons
     )
 
 
+@pytest.mark.timeout(300)
 def test_a_killed_model_server_and_worker_come_back_while_the_api_keeps_answering(dev_stack):
     base = dev_stack.url
     headers, _key = register_and_key(base, "supervised@example.com")
