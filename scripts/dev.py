@@ -74,6 +74,14 @@ def flower_settings(env: dict[str, str]) -> None:
         env["FLOWER_BASIC_AUTH"] = f"flower:{secrets.token_urlsafe(12)}"
 
 
+def web_settings(env: dict[str, str]) -> None:
+    """No nginx in front here (its upstream keep-alive is why the default is 75 s), and Ctrl-C
+    should not wait on idle connections: gunicorn closes them and exits within 5 s, before
+    supervisord's SIGKILL (dev_supervisor.STOPWAITSECS)."""
+    env.setdefault("GUNICORN_KEEPALIVE", "5")
+    env.setdefault("GUNICORN_GRACEFUL_TIMEOUT", "5")
+
+
 def api_url(env: dict[str, str]) -> str:
     host, _, port = env.get("GUNICORN_BIND", "0.0.0.0:8000").rpartition(":")
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '[::]') else host}:{port}"  # noqa: S104
@@ -152,6 +160,7 @@ def main() -> None:
     names = choose_model_server(env)
     names.append("flower")
     flower_settings(env)
+    web_settings(env)
     flask = [str(BIN / "flask"), "--app", "api"]
     subprocess.run([*flask, "ensure-database"], cwd=ROOT, env=env, check=True)
     subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True)

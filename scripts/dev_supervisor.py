@@ -16,6 +16,7 @@ import configparser
 import ctypes
 import io
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -110,6 +111,23 @@ def supervisord_config(
     out = io.StringIO()
     config.write(out)
     return out.getvalue()
+
+
+def running_pids(conf: Path) -> dict[str, int]:
+    """Name → pid of each RUNNING process of the supervisord that `conf` configures."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(conf), "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,  # it exits non-zero when a process is not running
+    )
+    return {
+        match["name"]: int(match["pid"])
+        for match in re.finditer(
+            r"^(?P<name>\S+)\s+RUNNING\s+pid (?P<pid>\d+),", result.stdout, re.M
+        )
+    }
 
 
 def _die_with_parent() -> None:
@@ -211,15 +229,8 @@ class Supervisor:
         )
         self.follower.start()
 
-    def ctl(self, *args: str) -> str:
-        """Run supervisorctl against this supervisord; its output."""
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(self.conf), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-        )
-        return result.stdout
+    def running_pids(self) -> dict[str, int]:
+        return running_pids(self.conf)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

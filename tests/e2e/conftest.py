@@ -8,7 +8,6 @@ share it (package scope); the last one stops it with Ctrl-C.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,8 +21,9 @@ import requests
 from tests.conftest import PASSWORD, ROOT, free_port
 from tests.helpers import bearer, register_over_http
 
-READY_LINE = "LLM Gateway is ready"
-STATUS_LINE = re.compile(r"^(\S+)\s+(\S+)\s+(?:pid (\d+),)?")
+sys.path.insert(0, str(ROOT / "scripts"))
+from dev import READY_LINE
+from dev_supervisor import running_pids
 
 
 class DevStack:
@@ -76,29 +76,9 @@ class DevStack:
                 raise RuntimeError(f"the dev stack did not come up:\n{self.log()[-6000:]}")
             time.sleep(0.5)
 
-    def status(self) -> dict[str, tuple[str, int | None]]:
-        """Process name → (supervisord state, pid)."""
-        result = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "supervisorctl"),
-                "-c",
-                str(self.run_dir / "supervisord.conf"),
-                "status",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        states = {}
-        for line in result.stdout.splitlines():
-            match = STATUS_LINE.match(line)
-            if match:
-                name, state, pid = match.groups()
-                states[name] = (state, int(pid) if pid else None)
-        return states
-
     def pids(self) -> dict[str, int]:
-        return {name: pid for name, (state, pid) in self.status().items() if state == "RUNNING"}
+        """Name → pid of each running process, as supervisorctl lists them."""
+        return running_pids(self.run_dir / "supervisord.conf")
 
     def wait_running(self, names: set[str], *, not_pids: set[int], timeout: float = 90) -> dict:
         """Wait until each of `names` is RUNNING under a pid not in `not_pids`."""
@@ -108,7 +88,7 @@ class DevStack:
             if all(name in pids and pids[name] not in not_pids for name in names):
                 return pids
             if time.monotonic() > deadline:
-                raise AssertionError(f"not back: {self.status()}\n{self.log()[-4000:]}")
+                raise AssertionError(f"not back: {pids}\n{self.log()[-4000:]}")
             time.sleep(0.5)
 
     def interrupt(self, timeout: float = 60) -> int:

@@ -8,6 +8,7 @@ results go to `hooks.tool_call` / `hooks.tool_result`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from langgraph.graph.message import add_messages
 from worker.agent.errors import JobStopped, ModelError, is_unavailable
 
 TOOL_RESULT_PREVIEW = 2000
+
+log = logging.getLogger(__name__)
 
 
 class Hooks(Protocol):
@@ -103,6 +106,12 @@ def stream_reply(
                     f"{attempt + 1} times over {waited:.0f} s).",
                 ) from exc
             attempt += 1
+            log.warning(
+                "model server not available (%s%s); trying again in %.2f s",
+                exc.__class__.__name__,
+                f", HTTP {exc.status_code}" if getattr(exc, "status_code", None) else "",
+                delay,
+            )
             _pause(delay, hooks)
     if merged is None:
         raise ModelError("model_bad_response", "The model server sent an empty reply.")
