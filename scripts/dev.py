@@ -21,6 +21,8 @@ from pathlib import Path
 
 from dev_supervisor import Supervisor, read_procfile
 
+from config.settings import load_config
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 180
@@ -104,7 +106,7 @@ def readiness_checks(env: dict[str, str], names: list[str], supervisor: Supervis
     }
 
     def worker_ready(name: str):
-        return lambda: any(" ready." in line for line in supervisor.follower.lines_of(name))
+        return lambda: " ready." in supervisor.log_of(name)  # Celery's "light@host ready."
 
     return {name: http.get(name) or worker_ready(name) for name in names}
 
@@ -112,16 +114,16 @@ def readiness_checks(env: dict[str, str], names: list[str], supervisor: Supervis
 def banner(env: dict[str, str], names: list[str], run_dir: Path) -> str:
     api = api_url(env)
     user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+    config = load_config()
+    tiers = f"{config.MODEL_LIGHT} (light) and {config.MODEL_HEAVY} (heavy)"
     if "llm" in names:
         model = (
-            f"{env['OPENAI_BASE_URL']}  llama.cpp llama-server, SmolLM2-135M-Instruct "
-            f"as {env.get('MODEL_LIGHT', 'llama3.2:3b')} (light) and "
-            f"{env.get('MODEL_HEAVY', 'qwen2.5:7b')} (heavy)"
+            f"{env['OPENAI_BASE_URL']}  llama.cpp llama-server, SmolLM2-135M-Instruct as {tiers}"
         )
     elif env["LLM_PROVIDER"] == "ollama":
-        model = f"{env['OLLAMA_URL']}  Ollama"
+        model = f"{env['OLLAMA_URL']}  Ollama, {tiers}"
     else:
-        model = f"{env['OPENAI_BASE_URL']}  OpenAI-compatible"
+        model = f"{env['OPENAI_BASE_URL']}  OpenAI-compatible, {tiers}"
     conf = run_dir / "supervisord.conf"
     return f"""
 {READY_LINE}.

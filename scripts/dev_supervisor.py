@@ -152,12 +152,6 @@ class LogFollower(threading.Thread):
         self.files: dict[str, io.BufferedReader] = {}
         self.partial: dict[str, bytes] = {}
         self.stopping = threading.Event()
-        self.seen: dict[str, list[str]] = {}  # every line, for readiness checks
-        self.lock = threading.Lock()
-
-    def lines_of(self, name: str) -> list[str]:
-        with self.lock:
-            return list(self.seen.get(name, []))
 
     def poll(self) -> None:
         for path in sorted(self.folder.glob("*.log")):
@@ -171,8 +165,6 @@ class LogFollower(threading.Thread):
                 self.partial[name] = rest
             for raw in complete:
                 line = raw.decode(errors="replace").rstrip("\r")
-                with self.lock:
-                    self.seen.setdefault(name, []).append(line)
                 self.write(f"{name:<{self.width}} | {line}")
 
     def run(self) -> None:
@@ -228,6 +220,13 @@ class Supervisor:
             preexec_fn=_die_with_parent,
         )
         self.follower.start()
+
+    def log_of(self, name: str) -> str:
+        """What a process has written since this start."""
+        try:
+            return (self.logs / f"{name}.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def running_pids(self) -> dict[str, int]:
         return running_pids(self.conf)

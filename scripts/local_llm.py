@@ -17,6 +17,8 @@ from pathlib import Path
 
 from build_llama_server import BUILD_INFO, cpu_flags, missing_flags
 
+from config.settings import load_config
+
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Tokens of context per parallel request: the agent's prompt, tool schema and answer.
 CONTEXT_PER_SLOT = 4096
@@ -30,10 +32,10 @@ def model_path() -> str:
     return str(path.locate())
 
 
-def aliases(env: dict[str, str]) -> list[str]:
-    return list(
-        dict.fromkeys([env.get("MODEL_LIGHT", "llama3.2:3b"), env.get("MODEL_HEAVY", "qwen2.5:7b")])
-    )
+def aliases() -> list[str]:
+    """The model names of both tiers (the settings'), which the one model answers to."""
+    config = load_config()
+    return list(dict.fromkeys([config.MODEL_LIGHT, config.MODEL_HEAVY]))
 
 
 def parallel_slots(env: dict[str, str]) -> int:
@@ -54,7 +56,7 @@ def server_args(env: dict[str, str]) -> list[str]:
         "--model",
         model_path(),
         "--alias",
-        ",".join(aliases(env)),
+        ",".join(aliases()),
         "--host",
         env.get("LOCAL_LLM_HOST", "127.0.0.1"),
         "--port",
@@ -88,7 +90,7 @@ def main() -> None:
     check_cpu(BIN / BUILD_INFO)
     env = dict(os.environ)
     args = server_args(env)
-    print(f"llama-server: {GGUF} as {', '.join(aliases(env))}, {parallel_slots(env)} slots")
+    print(f"llama-server: {GGUF} as {', '.join(aliases())}, {parallel_slots(env)} slots")
     sys.stdout.flush()
     os.execv(args[0], args)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from config.settings import load_config
 from tests.conftest import ROOT, free_port
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -81,15 +82,14 @@ def test_the_launcher_refuses_a_build_this_cpu_cannot_run(tmp_path, monkeypatch)
 
 def test_the_server_serves_both_tiers_with_a_slot_per_worker_thread():
     env = {
-        "MODEL_LIGHT": "llama3.2:3b",
-        "MODEL_HEAVY": "qwen2.5:7b",
         "WORKER_CONCURRENCY_LIGHT": "4",
         "WORKER_CONCURRENCY_HEAVY": "2",
         "LOCAL_LLM_PORT": "9999",
     }
     args = local_llm.server_args(env)
     option = dict(zip(args[1::2], args[2::2], strict=False))
-    assert option["--alias"] == "llama3.2:3b,qwen2.5:7b"
+    config = load_config()
+    assert option["--alias"] == f"{config.MODEL_LIGHT},{config.MODEL_HEAVY}"
     assert option["--parallel"] == "6"
     assert option["--ctx-size"] == str(6 * local_llm.CONTEXT_PER_SLOT)
     assert option["--port"] == "9999"
