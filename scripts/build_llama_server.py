@@ -12,7 +12,7 @@ x86-64-v3 (AVX2): no AVX-512, no AMX. The level is recorded beside the binary, a
 scripts/local_llm.py refuses to start it on a CPU that lacks the level.
 
 Built once per machine: the result is kept in the user's cache directory, keyed by the
-source version, the level and this script, and copied into each virtualenv.
+source's hash and the build options, and copied into each virtualenv.
 """
 
 from __future__ import annotations
@@ -50,36 +50,32 @@ _X86_OFF = tuple(
     f"-DGGML_{option}=OFF"
     for option in ("AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI")
 ) + tuple(f"-DGGML_AMX_{kind}=OFF" for kind in ("TILE", "INT8", "BF16"))
+# ggml's x86 options and the /proc/cpuinfo flag each one needs.
+_X86_OPTIONS = {
+    "SSE42": "sse4_2",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "FMA": "fma",
+    "F16C": "f16c",
+    "BMI2": "bmi2",
+}
+
+
+def _x86_level(name: str, on: set[str]) -> Level:
+    """A level with ggml's options in `on` enabled, every other x86 extension off."""
+    return Level(
+        name,
+        tuple(flag for option, flag in _X86_OPTIONS.items() if option in on),
+        tuple(f"-DGGML_{option}={'ON' if option in on else 'OFF'}" for option in _X86_OPTIONS)
+        + _X86_OFF,
+    )
+
 
 # Highest first. Linux names of the flags, as /proc/cpuinfo lists them.
 LEVELS: dict[str, tuple[Level, ...]] = {
     "x86_64": (
-        Level(
-            "x86-64-v3",
-            ("sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"),
-            (
-                "-DGGML_SSE42=ON",
-                "-DGGML_AVX=ON",
-                "-DGGML_AVX2=ON",
-                "-DGGML_FMA=ON",
-                "-DGGML_F16C=ON",
-                "-DGGML_BMI2=ON",
-                *_X86_OFF,
-            ),
-        ),
-        Level(
-            "x86-64-v2",
-            ("sse4_2",),
-            (
-                "-DGGML_SSE42=ON",
-                "-DGGML_AVX=OFF",
-                "-DGGML_AVX2=OFF",
-                "-DGGML_FMA=OFF",
-                "-DGGML_F16C=OFF",
-                "-DGGML_BMI2=OFF",
-                *_X86_OFF,
-            ),
-        ),
+        _x86_level("x86-64-v3", {"SSE42", "AVX", "AVX2", "FMA", "F16C", "BMI2"}),
+        _x86_level("x86-64-v2", {"SSE42"}),
     ),
     # Every arm64 CPU runs armv8-a; the extensions above it (dotprod, SVE…) are left out.
     "aarch64": (Level("armv8-a", (), ("-DGGML_CPU_ARM_ARCH=armv8-a",)),),
