@@ -15,10 +15,12 @@ from api.resources import (
     batches,
     chat,
     conversations,
+    embeddings,
     health,
     jobs,
     metrics,
     openai_compat,
+    responses,
     users,
 )
 from api.schemas.openai_compat import OpenAIErrorSchema
@@ -34,6 +36,8 @@ BLUEPRINTS = [
     admin.blp,
     metrics.blp,
     openai_compat.blp,
+    responses.blp,
+    embeddings.blp,
 ]
 
 
@@ -72,11 +76,14 @@ class SharedErrorsPlugin(BasePlugin):
                 codes += [401, 429]
             if "requestBody" in operation:
                 codes += [400, 413, 415]
+            if openai and (422 in responses or "422" in responses):
+                codes.append(400)  # OpenAI answers invalid query arguments with 400 too
             for code in codes:
                 if code not in responses and str(code) not in responses:
                     responses[code] = HTTPStatus(code).name  # flask-smorest's component
             if openai:
                 responses.pop(422, None)
+                responses.pop("422", None)
             for code, response in list(responses.items()):
                 # flask-smorest's components (references) already have the gateway's shape;
                 # an alt_response given only a description gets it here.

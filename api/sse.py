@@ -29,6 +29,8 @@ def synthesize(job: Job) -> list[Event]:
         usage = {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
         message_id = str(job.assistant_message_id) if job.assistant_message_id else None
         done = {"message_id": message_id, "usage": usage, "finish_reason": job.finish_reason}
+        if job.tool_calls:
+            done["tool_calls"] = job.tool_calls
         events.append(("done", {**done, **cached}))
     elif job.status == "failed":
         events.append(("error", {"error": {"code": job.error_code, "message": job.error_message}}))

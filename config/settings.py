@@ -35,6 +35,49 @@ def env_float(name: str, default: float) -> float:
     return _env_parsed(name, default, float, "a number")
 
 
+def env_names(name: str, default: str = "") -> tuple[str, ...]:
+    """A comma-separated list of names (blanks dropped)."""
+    return tuple(part.strip() for part in env_str(name, default).split(",") if part.strip())
+
+
+DEFAULT_EMBEDDING_MODELS = "nomic-embed-text"
+MAX_MODEL_NAME_LENGTH = 200  # usage_records.model
+
+
+def parse_embedding_models(raw: str) -> dict[str, str]:
+    """EMBEDDING_MODELS as {alias: backend model}, in the order given.
+
+    Each comma-separated entry is `alias=backend_model`, or `backend_model` alone (it then
+    answers to its own name); blank means the default.
+    """
+    if not raw.strip():
+        raw = DEFAULT_EMBEDDING_MODELS
+    models: dict[str, str] = {}
+    for number, entry in enumerate(raw.split(","), start=1):
+        alias, sep, backend = (part.strip() for part in entry.partition("="))
+        if not sep:
+            backend = alias
+        problem = None
+        if not entry.strip():
+            problem = "is empty (two commas in a row, or one at an end)"
+        elif not alias or not backend or "=" in backend:
+            problem = "is not `alias=backend_model` or `backend_model`"
+        elif any(c.isspace() for c in alias + backend):
+            problem = "has whitespace inside a name"
+        elif max(len(alias), len(backend)) > MAX_MODEL_NAME_LENGTH:
+            problem = f"has a name longer than {MAX_MODEL_NAME_LENGTH} characters"
+        elif alias in models:
+            problem = f"repeats the name {alias!r}"
+        if problem:
+            raise RuntimeError(
+                f"EMBEDDING_MODELS entry {number} ({entry.strip()!r}) {problem}: use "
+                "comma-separated `alias=backend_model` or `backend_model` entries, e.g. "
+                "'nomic-embed-text,text-embedding-3-small=nomic-embed-text'"
+            )
+        models[alias] = backend
+    return models
+
+
 def sqlalchemy_url(database_url: str) -> str:
     """Pin the psycopg2 driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3."""
     for scheme in ("postgresql://", "postgres://"):
@@ -100,10 +143,23 @@ class Config:
         # Before the first token, a model server that refuses connections or answers 503
         # (restarting, loading its model) is tried again for this many seconds.
         self.LLM_CONNECT_RETRY_SECONDS = env_float("LLM_CONNECT_RETRY_SECONDS", 15.0)
+        # Models (MODEL_LIGHT / MODEL_HEAVY values) that take images: a request with image
+        # parts goes to one of them, or is refused with 400.
+        self.VISION_MODELS = env_names("VISION_MODELS")
+        # Names a /v1 request may use (auto, light, heavy or a model) for which the gateway
+        # offers its own web search, run on the worker, when the request brings no tools.
+        self.OPENAI_WEB_SEARCH_MODELS = env_names("OPENAI_WEB_SEARCH_MODELS")
         self.SYSTEM_PROMPT = env_str(
             "SYSTEM_PROMPT",
             "You are a helpful assistant. Use the web_search tool for current events or "
             "facts you are unsure of, and answer concisely.",
+        )
+
+        # --- embeddings (POST /v1/embeddings) ------------------------------------------
+        # Comma-separated `alias=backend_model` or `backend_model` entries, parsed into
+        # {name clients send: model the server runs}, on the LLM_PROVIDER's server.
+        self.EMBEDDING_MODELS = parse_embedding_models(
+            env_str("EMBEDDING_MODELS", DEFAULT_EMBEDDING_MODELS)
         )
 
         # --- jobs ---------------------------------------------------------------------
@@ -283,6 +339,13 @@ class Config:
             )
         if self.LLM_PROVIDER not in ("ollama", "openai"):
             raise RuntimeError("LLM_PROVIDER must be 'ollama' or 'openai'")
+        chat_names = {"auto", "light", "heavy", self.MODEL_LIGHT, self.MODEL_HEAVY}
+        if clashes := sorted(chat_names & set(self.EMBEDDING_MODELS)):
+            raise RuntimeError(
+                f"EMBEDDING_MODELS names {', '.join(map(repr, clashes))}, already a chat model "
+                "name (auto, light, heavy, MODEL_LIGHT, MODEL_HEAVY): GET /v1/models would list "
+                "it twice; give the embedding model another alias"
+            )
         if self.BROKER_VISIBILITY_TIMEOUT <= self.JOB_TIME_LIMIT:
             raise RuntimeError(
                 "BROKER_VISIBILITY_TIMEOUT must be above JOB_TIME_LIMIT, or long jobs run twice"

@@ -56,6 +56,10 @@ for _name, _value in {
     # Off for the shared worker processes, whose reconciler would act on other tests'
     # jobs; the reconciler's own tests run it directly or start workers with it on.
     "RECONCILE_INTERVAL_SECONDS": "0",
+    # The heavy tier's model takes images, and /v1 offers the gateway's web search when
+    # a request names that model (tests of the OpenAI-compatible API use both).
+    "VISION_MODELS": "qwen2.5:7b",
+    "OPENAI_WEB_SEARCH_MODELS": "qwen2.5:7b",
 }.items():
     os.environ.setdefault(_name, _value)
 

@@ -10,6 +10,8 @@ from typing import Any
 import certifi
 import httpx
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from langchain_ollama import ChatOllama
 
 
 @functools.cache
@@ -32,22 +34,58 @@ def openai_http_clients(
     )
 
 
-def chat_model(
-    config: Mapping[str, Any], model: str, *, max_tokens: int, temperature: float | None
-) -> BaseChatModel:
+class _ChatOllama(ChatOllama):
+    """ChatOllama with Ollama options it has no field for (the OpenAI penalties)."""
+
+    extra_options: dict[str, Any] = {}
+
+    def _chat_params(self, messages, stop=None, **kwargs):
+        params = super()._chat_params(messages, stop, **kwargs)
+        if self.extra_options:
+            params["options"] = {**(params.get("options") or {}), **self.extra_options}
+        return params
+
+
+def _ollama_format(response_format: Mapping[str, Any] | None) -> str | dict[str, Any] | None:
+    """OpenAI's response_format as Ollama's `format`: "json", or the JSON schema itself."""
+    if not response_format:
+        return None
+    if response_format["type"] == "json_object":
+        return "json"
+    return response_format["json_schema"].get("schema") or "json"
+
+
+def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any]) -> BaseChatModel:
+    """The chat model for a job's `params` (generation_params: max_tokens, temperature and
+    the OpenAI options), speaking the configured server's own protocol."""
     timeout = httpx.Timeout(config["LLM_READ_TIMEOUT"], connect=config["LLM_CONNECT_TIMEOUT"])
+    max_tokens = params["max_tokens"]
     if config["LLM_PROVIDER"] == "openai":
         from langchain_openai import ChatOpenAI
 
         sync_client, async_client = openai_http_clients(
             config["LLM_READ_TIMEOUT"], config["LLM_CONNECT_TIMEOUT"]
         )
+        # Passed through as OpenAI names them: the server is OpenAI-compatible.
+        passed = {
+            name: params[name]
+            for name in ("response_format", "logit_bias")
+            if params.get(name) is not None
+        }
         return ChatOpenAI(
             model=model,
             base_url=config["OPENAI_BASE_URL"] or None,
             api_key=config["OPENAI_API_KEY"],
             max_tokens=max_tokens,
-            temperature=temperature,
+            temperature=params.get("temperature"),
+            top_p=params.get("top_p"),
+            seed=params.get("seed"),
+            stop=params.get("stop"),
+            presence_penalty=params.get("presence_penalty"),
+            frequency_penalty=params.get("frequency_penalty"),
+            logprobs=params.get("logprobs"),
+            top_logprobs=params.get("top_logprobs"),
+            model_kwargs=passed,
             timeout=timeout,
             http_client=sync_client,
             http_async_client=async_client,
@@ -57,12 +95,45 @@ def chat_model(
             # max_tokens alone and would otherwise generate without a limit.
             extra_body={"max_tokens": max_tokens},
         )
-    from langchain_ollama import ChatOllama
-
-    return ChatOllama(
+    penalties = {
+        name: params[name]
+        for name in ("presence_penalty", "frequency_penalty")
+        if params.get(name) is not None
+    }
+    return _ChatOllama(
         model=model,
         base_url=config["OLLAMA_URL"],
         num_predict=max_tokens,
-        temperature=temperature,
+        temperature=params.get("temperature"),
+        top_p=params.get("top_p"),
+        seed=params.get("seed"),
+        stop=params.get("stop"),
+        logprobs=params.get("logprobs"),
+        top_logprobs=(params.get("top_logprobs") or None) if params.get("logprobs") else None,
+        format=_ollama_format(params.get("response_format")),
+        extra_options=penalties,
         client_kwargs={"timeout": timeout, "verify": ssl_context()},
     )
+
+
+def with_client_tools(
+    config: Mapping[str, Any], model: BaseChatModel, params: Mapping[str, Any]
+) -> Runnable | None:
+    """`model` offered the client's tools (OpenAI function tools) as its tool_choice says;
+    None when the request brought none (or tool_choice is none: no tool may be called).
+
+    OpenAI-compatible servers get tool_choice and parallel_tool_calls as they are. Ollama
+    has neither: a named function is offered alone, and `required` cannot be forced (the
+    model may still answer in text; the compatibility docs say so).
+    """
+    tools, choice = params.get("client_tools"), params.get("tool_choice")
+    if not tools or choice == "none":
+        return None
+    if config["LLM_PROVIDER"] == "openai":
+        extra = {}
+        if params.get("parallel_tool_calls") is not None:
+            extra["parallel_tool_calls"] = params["parallel_tool_calls"]
+        return model.bind_tools(tools, tool_choice=choice, **extra)
+    if isinstance(choice, dict):
+        tools = [tool for tool in tools if tool["function"]["name"] == choice["function"]["name"]]
+    return model.bind_tools(tools)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -11,7 +12,13 @@ from typing import Any
 
 import redis
 from flask import current_app
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
 from api.extensions import db, redis_store
 from api.models import Job
@@ -23,6 +30,7 @@ from api.streams import EventWriter, cancel_key, lock_key
 from worker import providers
 from worker.agent.errors import JobCancelled, JobTimedOut, model_error
 from worker.agent.graph import AgentResult, build_agent, run_agent
+from worker.agent.structured import check_structured_output
 from worker.agent.tools import web_search_tool
 
 log = logging.getLogger(__name__)
@@ -89,6 +97,8 @@ class JobHooks:
         self._deadline = deadline
         self._next_cancel_check = 0.0
         self.parts: list[str] = []
+        # Each part's token log probabilities, when the model server sends them.
+        self.part_logprobs: list[list[dict[str, Any]]] = []
         self.first_token_at: datetime | None = None
 
     @property
@@ -104,12 +114,23 @@ class JobHooks:
             if self._client.exists(self._cancel_flag):
                 raise JobCancelled
 
-    def token(self, text: str) -> None:
+    @property
+    def chunks(self) -> jobs_service.Chunks:
+        logprobs = self.part_logprobs if any(self.part_logprobs) else None
+        return jobs_service.Chunks(self.parts, logprobs)
+
+    @property
+    def logprobs(self) -> list[dict[str, Any]] | None:
+        return [entry for entries in self.part_logprobs for entry in entries] or None
+
+    def token(self, text: str, logprobs: list[dict[str, Any]] | None = None) -> None:
         self.check()
         if self.first_token_at is None:
             self.first_token_at = utcnow()
         self.parts.append(text)
-        if self._writer.emit("token", {"text": text}, only_if_exists=True) is None:
+        self.part_logprobs.append(logprobs or [])
+        data = jobs_service.token_data(text, logprobs)
+        if self._writer.emit("token", data, only_if_exists=True) is None:
             # Redis lost the stream (a restart without persistence): write it again whole,
             # so late readers get the answer from its start and live ones start over.
             lost = {"reason": "the event stream was lost and rebuilt"}
@@ -125,17 +146,39 @@ class JobHooks:
         self._writer.emit("tool_result", {"name": name, "content": content})
 
 
-def _messages(turns: list[dict[str, str]]) -> list[BaseMessage]:
-    kinds = {"user": HumanMessage, "assistant": AIMessage, "system": SystemMessage}
-    return [kinds[turn["role"]](content=turn["content"]) for turn in model_messages(turns)]
+def _arguments(text: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as LangChain keeps them (a dict)."""
+    try:
+        arguments = json.loads(text)
+    except ValueError:
+        arguments = None
+    return arguments if isinstance(arguments, dict) else {"arguments": text}
+
+
+def _message(turn: dict[str, Any]) -> BaseMessage:
+    """One stored message (api/chat_messages.py) as a LangChain message."""
+    role, content = turn["role"], turn["content"]
+    if role == "system":
+        return SystemMessage(content=content)
+    if role == "user":
+        return HumanMessage(content=content)  # text, or OpenAI's text and image_url parts
+    if role == "tool":
+        return ToolMessage(content=content, tool_call_id=turn["tool_call_id"])
+    calls = [
+        {
+            "id": call["id"],
+            "name": call["function"]["name"],
+            "args": _arguments(call["function"]["arguments"]),
+        }
+        for call in turn.get("tool_calls") or ()
+    ]
+    return AIMessage(content=content, tool_calls=calls)
 
 
 def generate(job: Job, hooks: JobHooks) -> AgentResult:
     config = current_app.config
     params = job.input.get("params", {})
-    model = providers.chat_model(
-        config, job.model, max_tokens=params["max_tokens"], temperature=params.get("temperature")
-    )
+    model = providers.chat_model(config, job.model, params)
     tools = [web_search_tool(config, redis_store.client)] if params.get("tools", True) else []
     rounds = config["AGENT_MAX_TOOL_ROUNDS"]
     graph = build_agent(
@@ -144,8 +187,13 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
         hooks,
         max_tool_rounds=rounds,
         connect_retry_seconds=config["LLM_CONNECT_RETRY_SECONDS"],
+        client_model=providers.with_client_tools(config, model, params),
     )
-    return run_agent(graph, _messages(job.input["messages"]), max_tool_rounds=rounds)
+    messages = [_message(turn) for turn in model_messages(job.input["messages"])]
+    result = run_agent(graph, messages, max_tool_rounds=rounds)
+    if result.tool_calls is None:
+        check_structured_output(params.get("response_format"), hooks.text)
+    return result
 
 
 def _finish(
@@ -156,7 +204,8 @@ def _finish(
         fields = {
             "first_token_at": hooks.first_token_at,
             "output": hooks.text or None,
-            "chunks": hooks.parts,
+            "logprobs": hooks.logprobs,
+            "chunks": hooks.chunks,
             **fields,
         }
     jobs_service.finish(job, status, event=event, **fields)
@@ -173,11 +222,14 @@ def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> None:
         "usage": usage,
         "finish_reason": result.finish_reason,
     }
+    if result.tool_calls:
+        done["tool_calls"] = result.tool_calls
     _finish(
         job,
         "succeeded",
         hooks,
         ("done", done),
+        tool_calls=result.tool_calls,
         finish_reason=result.finish_reason,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,

@@ -64,6 +64,11 @@ class Job(db.Model):
     # {"messages": [...exactly what the model is sent...], "params": {...}}
     input: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     output: Mapped[str | None] = mapped_column(Text)
+    # The client's tools the model called (OpenAI's tool_calls), when it called any: the
+    # job ends there and the client runs them (the OpenAI-compatible API).
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # Per-token log probabilities (OpenAI's logprobs.content), when the client asked.
+    logprobs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -9,9 +9,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from api.extensions import db
 from api.models.base import created_at_column, uuid_pk
 
+# The tier of the usage rows of POST /v1/embeddings: no job, no chat tier; their prompt
+# tokens are not generated tokens, so DAILY_TOKEN_QUOTA leaves them out.
+EMBEDDINGS_TIER = "embeddings"
+
 
 class UsageRecord(db.Model):
-    """One row per finished job: what it cost and how fast it was. Kept USAGE_RETENTION_DAYS."""
+    """One row per finished job or embeddings request: what it cost and how fast it was.
+    Kept USAGE_RETENTION_DAYS."""
 
     __tablename__ = "usage_records"
     __table_args__ = (

@@ -7,6 +7,7 @@ from sqlalchemy import delete, func, select
 
 from api.extensions import db
 from api.models import UsageRecord, User
+from api.models.usage import EMBEDDINGS_TIER
 
 
 def add(record: UsageRecord) -> UsageRecord:
@@ -15,13 +16,15 @@ def add(record: UsageRecord) -> UsageRecord:
 
 
 def tokens_generated_since(user_id: uuid.UUID, since: datetime) -> int:
-    """Tokens the model server produced for the user; cached answers cost it nothing."""
+    """Tokens the model server produced for the user; cached answers cost it nothing, and
+    embeddings generate none."""
     query = select(
         func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)
     ).where(
         UsageRecord.user_id == user_id,
         UsageRecord.created_at >= since,
         UsageRecord.cached.is_(False),
+        UsageRecord.tier != EMBEDDINGS_TIER,
     )
     return int(db.session.scalar(query) or 0)
 
@@ -35,7 +38,8 @@ def _figures() -> list:
     generated = UsageRecord.cached.is_(False)
     return [
         func.count().label("requests"),
-        func.count().filter(generated).label("jobs"),
+        # Embeddings are answered in the API, without a job.
+        func.count().filter(generated, UsageRecord.tier != EMBEDDINGS_TIER).label("jobs"),
         func.count().filter(UsageRecord.status == "failed").label("errors"),
         func.count().filter(UsageRecord.cached.is_(True)).label("cache_hits"),
         func.coalesce(func.sum(UsageRecord.prompt_tokens).filter(generated), 0).label(

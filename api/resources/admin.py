@@ -57,8 +57,8 @@ def update_user(payload, user_id: uuid.UUID):
 def get_stats(query):
     """Usage per user and per model/tier over a time range, and the top users by tokens
 
-    Drawn from the usage log: `requests` are chat requests that ended, `jobs` those a
-    worker generated, `cache_hits` those answered from the cache; tokens count what the
-    model servers generated.
+    Drawn from the usage log: `requests` are chat and embeddings requests that ended, `jobs`
+    the chat requests a worker generated, `cache_hits` those answered from the cache; tokens
+    count what the model servers generated. Embeddings are the rows of tier `embeddings`.
     """
     return stats.report(query.get("from_"), query.get("to"), query["top"])

@@ -36,8 +36,10 @@ class StatsQuerySchema(StrictSchema):
 
 
 class UsageFiguresSchema(ma.Schema):
-    requests = F.Integer(metadata={"description": "Chat requests that ended (any outcome)"})
-    jobs = F.Integer(metadata={"description": "Requests a worker generated (not cached)"})
+    requests = F.Integer(
+        metadata={"description": "Chat and embeddings requests that ended (any outcome)"}
+    )
+    jobs = F.Integer(metadata={"description": "Chat requests a worker generated (not cached)"})
     errors = F.Integer(metadata={"description": "Requests that ended failed"})
     cache_hits = F.Integer(metadata={"description": "Requests answered from the cache"})
     prompt_tokens = F.Integer(metadata={"description": "Generated requests' prompt tokens"})

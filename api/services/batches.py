@@ -99,7 +99,6 @@ def _parse(
 def _from_item(data: dict[str, Any]) -> jobs.JobRequest:
     return jobs.JobRequest(
         message=data["message"],
-        history=(),
         model=data.get("model"),
         tools=data.get("tools", True),
         max_tokens=data.get("max_tokens"),
@@ -164,9 +163,8 @@ def create(
     batch_jobs = []
     for request in requests:
         job_request = request.job
-        history = list(job_request.history or ())
-        decision = routing.choose(job_request.model, job_request.message, history)
-        messages = [*history, {"role": "user", "content": job_request.message}]
+        messages = job_request.model_turns()
+        decision = jobs.route(job_request, messages)
         batch_jobs.append(
             jobs.new_job(
                 identity,

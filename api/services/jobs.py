@@ -6,7 +6,8 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
@@ -40,20 +41,39 @@ CACHE_MODES = ("use", "refresh", "off")
 
 @dataclass(frozen=True)
 class JobRequest:
+    # The user's text: what routing reads, and what /api stores in the conversation.
     message: str
     conversation_id: uuid.UUID | None = None
     model: str | None = None
+    # The gateway's own web search (server-side: the worker runs it).
     tools: bool = True
     max_tokens: int | None = None
     temperature: float | None = None
     idempotency_key: str | None = None
-    # The turns before `message`, given whole by the client (the OpenAI-compatible API):
-    # nothing is read from or kept in a conversation.
-    history: tuple[dict[str, str], ...] | None = None
+    # The whole conversation as the client sent it (the OpenAI-compatible API), ending
+    # with its user message or tool results: nothing is read from or kept in a
+    # conversation. Messages are OpenAI's, normalized by api/schemas/openai_compat.py.
+    turns: tuple[dict[str, Any], ...] | None = None
+    # OpenAI's further output-shaping options (sampling, stop, seed, logprobs,
+    # response_format, the client's tools and tool_choice), as the schema loaded them.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # The Responses API's own fields (instructions, tools as given, text format,
+    # background...): kept with the job so that GET /v1/responses/{id} can show them.
+    response: Mapping[str, Any] | None = None
     # use: answer from the cache or share an identical generation in progress;
     # refresh: generate anew and store the result (Cache-Control: no-cache);
     # off: neither read nor write the cache (Cache-Control: no-store).
     cache: str = "use"
+
+    def model_turns(self, history: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+        """The messages the model gets (before the system prompt), after `history`."""
+        if self.turns is not None:
+            return [dict(turn) for turn in self.turns]
+        return [*history, {"role": "user", "content": self.message}]
+
+    @property
+    def has_images(self) -> bool:
+        return any(isinstance(turn.get("content"), list) for turn in self.turns or ())
 
 
 def event_writer(job_id: uuid.UUID) -> EventWriter:
@@ -79,16 +99,16 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
             return existing, False
 
     conversation: Conversation | None = None
-    keeps_conversation = request.history is None
-    history: list[dict[str, str]] = list(request.history or ())
+    keeps_conversation = request.turns is None
+    history: list[dict[str, Any]] = []
     if request.conversation_id is not None:
         conversation = conversations.get(user_id, request.conversation_id)
         history = conversations.context(conversation.id, current_app.config["CONTEXT_BUDGET_CHARS"])
+    messages = request.model_turns(history)
     # Routing may refuse the model (422) before anything is written.
-    decision = routing.choose(request.model, request.message, history)
+    decision = route(request, messages)
     metrics.tag_request(tier=decision.tier)
 
-    messages = [*history, {"role": "user", "content": request.message}]
     params = generation_params(request)
     cache_key = None
     if request.cache != "off" and response_cache.enabled():
@@ -114,6 +134,7 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         decision,
         messages,
         params,
+        response=request.response,
         conversation_id=conversation.id if conversation else None,
         idempotency_key=request.idempotency_key,
         user_message_id=user_message.id if user_message else None,
@@ -144,23 +165,36 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     return job, True
 
 
+def route(request: JobRequest, messages: Sequence[Mapping[str, Any]]) -> routing.Decision:
+    """The tier and model of a request whose model input is `messages`."""
+    return routing.choose(
+        request.model, request.message, messages[:-1], needs_vision=request.has_images
+    )
+
+
 def generation_params(request: JobRequest) -> dict[str, Any]:
     """Every parameter that shapes the answer (and so the cache key)."""
     return {
         "tools": request.tools,
         "max_tokens": request.max_tokens or current_app.config["DEFAULT_MAX_TOKENS"],
         "temperature": request.temperature,
+        **{name: value for name, value in request.options.items() if value is not None},
     }
 
 
 def new_job(
     identity: Identity,
     decision: routing.Decision,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     params: dict[str, Any],
+    *,
+    response: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> Job:
     """A queued job for `messages`, routed by `decision` (not yet added to the session)."""
+    job_input: dict[str, Any] = {"messages": messages, "params": params}
+    if response is not None:
+        job_input["response"] = dict(response)
     return Job(
         user_id=identity.user_id,
         api_key_id=identity.api_key_id,
@@ -169,7 +203,7 @@ def new_job(
         model=decision.model,
         route_score=decision.score,
         route_reason=decision.reason,
-        input={"messages": messages, "params": params},
+        input=job_input,
         **fields,
     )
 
@@ -200,6 +234,8 @@ def _answer_from_cache(
     job.status = "succeeded"
     job.cached = True
     job.output = answer.text
+    job.tool_calls = answer.tool_calls
+    job.logprobs = answer.logprobs
     job.finish_reason = answer.finish_reason
     job.prompt_tokens = answer.prompt_tokens
     job.completion_tokens = answer.completion_tokens
@@ -248,7 +284,15 @@ def _publish_cached(job: Job, answer: response_cache.CachedAnswer) -> None:
     message_id = str(job.assistant_message_id) if job.assistant_message_id else None
     start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, "cached": True}
     done = {"message_id": message_id, "usage": usage_figures, "finish_reason": job.finish_reason}
-    tokens = [("token", {"text": chunk}) for chunk in answer.chunks if chunk]
+    if answer.tool_calls:
+        done["tool_calls"] = answer.tool_calls
+    tokens = [
+        ("token", token_data(chunk, logprobs))
+        for chunk, logprobs in zip(
+            answer.chunks, answer.chunk_logprobs or [None] * len(answer.chunks), strict=True
+        )
+        if chunk
+    ]
     event_writer(job.id).emit_many([("start", start), *tokens, ("done", {**done, "cached": True})])
     metrics.record_job(job)
 
@@ -291,12 +335,25 @@ def _settle_follower(
     _publish_cached(follower, answer)
 
 
+def token_data(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A `token` event's data: the text, and its log probabilities when asked for."""
+    return {"text": text} if logprobs is None else {"text": text, "logprobs": logprobs}
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """An answer's pieces as streamed, kept in the cache for replay."""
+
+    texts: list[str]
+    logprobs: list[list[dict[str, Any]]] | None = None
+
+
 def finish(
     job: Job,
     status: str,
     *,
     event: tuple[str, dict[str, Any]] | None = None,
-    chunks: list[str] | None = None,
+    chunks: Chunks | None = None,
     **fields: Any,
 ) -> None:
     """End a job with `status` and its usage row, in one commit (API and worker alike).
@@ -314,7 +371,7 @@ def finish(
 
 
 def _after_end(
-    job: Job, event: tuple[str, dict[str, Any]] | None, chunks: list[str] | None = None
+    job: Job, event: tuple[str, dict[str, Any]] | None, chunks: Chunks | None = None
 ) -> None:
     """Once a job's end is committed: cache its answer, announce the end, settle followers.
 
@@ -325,11 +382,13 @@ def _after_end(
     answer = None
     if leads and job.status == "succeeded":
         answer = response_cache.CachedAnswer(
-            chunks=list(chunks) if chunks is not None else [job.output or ""],
+            chunks=list(chunks.texts) if chunks is not None else [job.output or ""],
             finish_reason=job.finish_reason,
             prompt_tokens=job.prompt_tokens or 0,
             completion_tokens=job.completion_tokens or 0,
             source_job_id=str(job.id),
+            tool_calls=job.tool_calls,
+            chunk_logprobs=chunks.logprobs if chunks is not None else None,
         )
         response_cache.store(job.cache_key, answer)
     if event is not None:

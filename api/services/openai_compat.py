@@ -8,9 +8,12 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from flask import current_app
+
+from api.chat_messages import text_of
 from api.models import Job
-from api.services import jobs, routing
-from api.services.errors import NotFound
+from api.services import embeddings, jobs, routing
+from api.services.errors import InvalidInput, NotFound
 from api.streams import Event
 
 DONE_FRAME = "data: [DONE]\n\n"
@@ -18,41 +21,93 @@ HEARTBEAT = ": ping\n\n"
 OWNER = "llm-gateway"
 
 
-def job_request(payload: dict[str, Any], *, idempotency_key: str | None, cache: str):
-    """The job for a chat.completions request; 404 model_not_found like OpenAI's API."""
+# Loaded request fields that shape the answer beyond max_tokens and temperature: they go
+# into the job's params (and so the cache key) and on to the model server.
+OPTION_FIELDS = (
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+)
+
+
+def job_request(
+    payload: dict[str, Any],
+    *,
+    idempotency_key: str | None,
+    cache: str,
+    response: dict[str, Any] | None = None,
+) -> jobs.JobRequest:
+    """The job for a chat.completions request (as the schema loaded it); 404
+    model_not_found like OpenAI's API. `response`: the Responses API's fields, kept."""
     model = payload["model"].strip()
     if model not in routing.choices():
         raise NotFound(
             f"The model {model!r} does not exist; GET /v1/models lists the served ones.",
             code="model_not_found",
         )
-    turns = [{"role": m["role"], "content": m["content"]} for m in payload["messages"]]
-    *history, last = turns
+    turns = tuple(payload["messages"])
+    _check_image_urls(turns)
+    options = {name: payload.get(name) for name in OPTION_FIELDS}
+    if (options["response_format"] or {}).get("type") == "text":
+        options["response_format"] = None  # the default: plain text
+    if not options["logprobs"]:
+        options["logprobs"] = options["top_logprobs"] = None
+    client_tools = payload.get("tools") or None
+    if not client_tools:
+        options["tool_choice"] = options["parallel_tool_calls"] = None
+    # The gateway's web search is a server-side tool the operator enables per model name;
+    # a request that brings its own tools gets only those, so the two never mix.
+    search = not client_tools and model in current_app.config["OPENAI_WEB_SEARCH_MODELS"]
+    last_user = next((turn for turn in reversed(turns) if turn["role"] == "user"), None)
     return jobs.JobRequest(
-        message=last["content"],
-        history=tuple(history),
+        message=text_of(last_user["content"]) if last_user else "",
         model=model,
-        # OpenAI clients bring their own tools; the gateway's web search is not theirs.
-        tools=False,
+        tools=search,
         max_tokens=payload.get("max_completion_tokens") or payload.get("max_tokens"),
         temperature=payload.get("temperature"),
         idempotency_key=idempotency_key,
         cache=cache,
+        turns=turns,
+        options={**options, "client_tools": client_tools},
+        response=response,
     )
 
 
+def _check_image_urls(turns: tuple[dict[str, Any], ...]) -> None:
+    """Ollama takes images inline; the gateway fetches nothing for a client (no SSRF)."""
+    if current_app.config["LLM_PROVIDER"] != "ollama":
+        return  # OpenAI-compatible servers take image URLs themselves
+    for index, turn in enumerate(turns):
+        parts = turn["content"] if isinstance(turn["content"], list) else ()
+        urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
+        if not all(url.startswith("data:image/") for url in urls):
+            message = "Ollama takes images inline: send them as data:image/...;base64 URLs."
+            raise InvalidInput(
+                message, details={"json": {"messages": {str(index): {"content": [message]}}}}
+            )
+
+
 def models() -> dict[str, Any]:
+    """The chat model names (routing's choices), then the embedding models'."""
+    names = [*routing.choices(), *embeddings.embedding_model_names()]
     return {
         "object": "list",
         "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": OWNER}
-            for name in routing.choices()
+            {"id": name, "object": "model", "created": 0, "owned_by": OWNER} for name in names
         ],
     }
 
 
 def _finish_reason(reason: str | None) -> str:
-    return "length" if reason == "length" else "stop"
+    return reason if reason in ("length", "tool_calls") else "stop"
 
 
 def _usage(prompt: int | None, completion: int | None) -> dict[str, int]:
@@ -68,16 +123,29 @@ def _identity(job: Job) -> dict[str, Any]:
     return {"id": f"chatcmpl-{job.id.hex}", "created": int(job.created_at.timestamp())}
 
 
+def _wants_logprobs(job: Job) -> bool:
+    return bool(job.input.get("params", {}).get("logprobs"))
+
+
 def completion(job: Job) -> dict[str, Any]:
     """A succeeded job as a chat.completion object."""
+    message: dict[str, Any] = {"role": "assistant", "content": job.output or "", "refusal": None}
+    if job.tool_calls:
+        message["tool_calls"] = job.tool_calls
+        message["content"] = job.output or None  # OpenAI's: null next to tool calls
+    logprobs = None
+    if _wants_logprobs(job):
+        logprobs = {"content": job.logprobs or [], "refusal": None}
     return {
         **_identity(job),
         "object": "chat.completion",
         "model": job.model,
+        "system_fingerprint": None,
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": job.output or ""},
+                "message": message,
+                "logprobs": logprobs,
                 "finish_reason": _finish_reason(job.finish_reason),
             }
         ],
@@ -98,14 +166,18 @@ def _error_frame(code: str, message: str) -> str:
 def chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool) -> Iterator[str]:
     """A job's events as chat.completion.chunk frames, ending with `data: [DONE]`.
 
-    A failure is an error frame before [DONE], never a made-up finish_reason.
+    Tool calls come as OpenAI's tool-call deltas (one whole call per delta) before the
+    finish chunk. A failure is an error frame before [DONE], never a made-up finish_reason.
     """
     base = {**_identity(job), "object": "chat.completion.chunk", "model": job.model}
     if include_usage:
         base["usage"] = None  # as OpenAI: null on every chunk but the last
+    with_logprobs = _wants_logprobs(job)
 
-    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, logprobs=None) -> str:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        if with_logprobs:
+            choice["logprobs"] = {"content": logprobs, "refusal": None} if logprobs else None
         return _frame({**base, "choices": [choice]})
 
     yield chunk({"role": "assistant", "content": ""})
@@ -115,7 +187,7 @@ def chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool) -> 
             yield HEARTBEAT
         elif event.name == "token":
             sent_text = True
-            yield chunk({"content": event.data["text"]})
+            yield chunk({"content": event.data["text"]}, logprobs=event.data.get("logprobs"))
         elif event.name == "reset" and sent_text:
             # The job started over on another worker; text already sent cannot be unsent.
             yield _error_frame(
@@ -123,6 +195,8 @@ def chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool) -> 
             )
             break
         elif event.name == "done":
+            for index, call in enumerate(event.data.get("tool_calls") or ()):
+                yield chunk({"tool_calls": [{"index": index, **call}]})
             yield chunk({}, _finish_reason(event.data.get("finish_reason")))
             if include_usage:
                 usage = event.data.get("usage") or {}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from flask import current_app
 
 
-def model_messages(turns: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+def model_messages(turns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The gateway's system prompt, then the turns; a client's own system message wins."""
     messages = [dict(turn) for turn in turns]
-    if messages and messages[0]["role"] == "system":
+    if any(message["role"] == "system" for message in messages):
         return messages
     return [{"role": "system", "content": current_app.config["SYSTEM_PROMPT"]}, *messages]

@@ -33,10 +33,19 @@ class CachedAnswer:
     prompt_tokens: int
     completion_tokens: int
     source_job_id: str
+    tool_calls: list[dict[str, Any]] | None = None
+    # Each chunk's token log probabilities, when the request asked for them.
+    chunk_logprobs: list[list[dict[str, Any]]] | None = None
 
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+    @property
+    def logprobs(self) -> list[dict[str, Any]] | None:
+        if self.chunk_logprobs is None:
+            return None
+        return [entry for entries in self.chunk_logprobs for entry in entries]
 
 
 def enabled() -> bool:

@@ -2,19 +2,48 @@
 
 Real Ollama cannot run here, so the gateway's workers (which talk to it through
 `langchain_ollama.ChatOllama` -> the `ollama` Python client -> httpx) are pointed at this
-server instead. It listens on a real socket and answers like Ollama 0.6:
+server instead. It listens on a real socket and answers like Ollama:
 
 * ``POST /api/chat`` streams ``application/x-ndjson`` with chunked transfer encoding, one JSON
   object per line, written and flushed token by token, then a final ``"done": true`` object
   with ``done_reason`` and the timing/count metrics; with ``"stream": false`` it answers one
   JSON object. Tool calls, ``options.num_predict`` / ``options.stop``, unknown models (404) and
-  empty ``messages`` (``done_reason: "load"``) behave like Ollama.
-* ``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``, ``GET /api/version``, ``GET /``.
+  empty ``messages`` (``done_reason: "load"``) behave like Ollama. Other options (``seed``,
+  ``temperature``, ``top_p``, penalties...) are accepted and recorded, with no effect.
+* ``POST /api/embed`` (``input``: a string or a list; ``dimensions`` truncates and
+  renormalizes) and the legacy ``POST /api/embeddings`` (``prompt``) for the models in
+  ``embedding_models``; a chat request to one of them is a 400, like Ollama's.
+* ``GET /api/tags`` (chat, vision and embedding models), ``POST /api/show``, ``GET /api/ps``,
+  ``GET /api/version``, ``GET /``.
 
 Replies are deterministic so tests can check them: by default ``"w0 w1 ... w19"`` streamed as
 the tokens ``"w0"``, ``" w1"``, ``" w2"``... Everything is adjustable at runtime (``reply``,
 ``reply_fn``, ``reply_tokens``, ``token_delay``, ``first_token_delay``, ``mode`` for faults),
-and every ``/api/chat`` request body is kept in ``requests``.
+and every ``/api/chat`` request body is kept in ``requests`` (``/api/embed`` and
+``/api/embeddings`` bodies in ``embed_requests``). What the fake model answers to a chat:
+
+* ``reply_fn(request)`` when set, verbatim, whatever the request asks for.
+* Tool calls, when the request offers tools and the last message is the user's:
+  a tool offered under its own name in the user's text (whole word, any case), other than the
+  gateway's own ``tool_name``, is called with arguments made from its JSON-schema
+  ``parameters`` (see ``schema_example``); with "twice" and two or more such names, or with
+  ``parallel_tool_calls_for_all``, every named tool is called in one message
+  (``client_tool_calls = False`` turns this off). Otherwise ``tool_name`` ("web_search") is
+  called with ``{"query": <user text>}`` when the text matches ``tool_trigger``. Failing
+  both, the first offered client tool whose name has a word the text has (whole word, any
+  case; names split at ``_``, ``-`` and capitals; words of 4+ letters but "tool" and
+  "function") is called, as a model picks a tool by its topic: ``get_weather`` for "What is
+  the weather in Paris?".
+* After a ``tool`` message: ``"Based on the tool result: <its first 50 characters>"``.
+* Else ``reply``, or ``"I see N image(s)."`` when the last user message carries N images (for
+  a model in ``vision_models``; other models answer images with a 400), or the numbered words.
+* ``format``: ``"json"`` wraps that text as ``{"answer": text}``, or as the value of each key
+  the user's text asks for by quoting them (``with 'setup' and 'punchline' keys``); a JSON
+  schema is answered with an instance of it (``format_violation`` drops its required
+  properties). Either way compact JSON, streamed token by token, so ``num_predict`` /
+  ``stop`` still cut it.
+* ``"logprobs": true`` adds Ollama's ``logprobs`` list to every content chunk (with
+  ``top_logprobs`` alternatives when asked for), or to the one object when not streaming.
 
 Usage::
 
@@ -34,6 +63,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import re
 import select
 import signal
@@ -47,10 +77,22 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["DEFAULT_MODELS", "MODES", "FakeOllama", "numbered_words", "tokenize"]
+__all__ = [
+    "DEFAULT_EMBEDDING_DIMENSIONS",
+    "DEFAULT_EMBEDDING_MODELS",
+    "DEFAULT_MODELS",
+    "MODES",
+    "FakeOllama",
+    "embedding_for",
+    "numbered_words",
+    "schema_example",
+    "tokenize",
+]
 
 OLLAMA_VERSION = "0.6.0"
 DEFAULT_MODELS = ("llama3.2:3b", "qwen2.5:7b")
+DEFAULT_EMBEDDING_MODELS = ("nomic-embed-text",)
+DEFAULT_EMBEDDING_DIMENSIONS = 768
 DEFAULT_TOOL_TRIGGER = r"(?i)search|검색"
 DEFAULT_ERROR_MESSAGE = "llama runner process has terminated: exit status 2"
 MODES = (
@@ -71,8 +113,27 @@ _MODEL_INFO = {
     "llama3.1:8b": ("llama", "8.0B", "Q4_K_M"),
     "qwen2.5:7b": ("qwen2", "7.6B", "Q4_K_M"),
     "qwen2.5:0.5b": ("qwen2", "494.03M", "Q4_K_M"),
+    "nomic-embed-text:latest": ("nomic-bert", "137M", "F16"),
 }
+_EMBEDDING_FAMILY = ("nomic-bert", "137M", "F16")  # for embedding models not listed above
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+_QUOTED_RE = re.compile(r'"([^"]*)"')
+# 'a phrase' in single quotes: not an apostrophe (the quotes are not inside words).
+_SINGLE_QUOTED_RE = re.compile(r"(?<!\w)'([^']+)'(?!\w)")
+# Keys a text asks a JSON answer to have: "with 'setup' and 'punchline' keys".
+_ASKED_KEYS_RE = re.compile(
+    r"""((?:["'][A-Za-z_]\w*["'](?:\s*,)?(?:\s+and)?\s*)+)(?:keys|fields|properties)\b""",
+    re.IGNORECASE,
+)
+_KEY_RE = re.compile(r"""["']([A-Za-z_]\w*)["']""")
+_NAME_WORD_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_GENERIC_NAME_WORDS = frozenset({"tool", "tools", "function"})
+_TWICE_RE = re.compile(r"(?i)\btwice\b")
+_MAX_TOP_LOGPROBS = 20  # Ollama refuses more
+_MAX_SCHEMA_DEPTH = 12  # recursive $refs stop here
+_NO_IMAGES_ERROR = "this model is missing data required for image input"
+_FORMAT_ERROR = 'invalid format: expected "json" or a valid JSON schema'
 _TRANSPORT_ERRORS = (ConnectionError, TimeoutError, OSError)
 
 
@@ -102,8 +163,9 @@ def _canonical_model(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-def _model_details(name: str) -> dict[str, Any]:
-    family, size, quant = _MODEL_INFO.get(name, (None, None, "Q4_K_M"))
+def _model_details(name: str, *, embedding: bool = False) -> dict[str, Any]:
+    known = _MODEL_INFO.get(name) or _MODEL_INFO.get(_canonical_model(name))
+    family, size, quant = known or (_EMBEDDING_FAMILY if embedding else (None, None, "Q4_K_M"))
     if family is None:
         base, _, tag = name.partition(":")
         match = re.match(r"[a-zA-Z]+", base.rsplit("/", 1)[-1])
@@ -125,7 +187,222 @@ def _model_size_bytes(details: dict[str, Any]) -> int:
     if not match:
         return 4_000_000_000
     params = float(match.group(1)) * (1e9 if match.group(2) == "B" else 1e6)
+    if details["quantization_level"] == "F16":
+        return int(params * 2)
     return int(params * 0.6)  # ~4.8 bits per weight, like a Q4_K_M gguf
+
+
+def _text_of(content: Any) -> str:
+    """A message's text: Ollama sends a string; list content (OpenAI-style parts) is joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            part.get("text")
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+        return " ".join(texts)
+    return ""
+
+
+def _last_user_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The most recent message with role "user" ({} when there is none)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message
+    return {}
+
+
+def _image_count(message: dict[str, Any]) -> int:
+    images = message.get("images")
+    return len(images) if isinstance(images, list) else 0
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+# ---- embeddings ---------------------------------------------------------------------------
+
+
+def embedding_for(text: str, dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS) -> list[float]:
+    """The fake's embedding of ``text``: ``dimensions`` floats, L2-normalized.
+
+    Made from sha256 digests of the text alone (the model does not matter), so equal texts
+    get equal vectors and tests can compute the expected one. A shorter vector is the
+    renormalized prefix of a longer one, which is what ``dimensions`` asks of Ollama:
+    ``embedding_for(t, 256)`` is what ``/api/embed`` answers with ``"dimensions": 256``.
+    """
+    raw: list[float] = []
+    block = 0
+    while len(raw) < dimensions:
+        digest = hashlib.sha256(f"{block}:{text}".encode()).digest()
+        raw.extend(int.from_bytes(digest[i : i + 4], "big") / 2**31 - 1.0 for i in range(0, 32, 4))
+        block += 1
+    raw = raw[: max(0, dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+def _embed_inputs(value: Any) -> list[str] | None:
+    """/api/embed's ``input`` as a list of texts; None when it is not a string or strings.
+
+    Like Ollama, an empty string (or no input at all) means nothing to embed.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return None
+
+
+# ---- JSON-schema instances (structured output and tool arguments) -----------------------
+
+
+def schema_example(schema: Any, text: str = "", *, omit_required: bool = False) -> Any:
+    """An instance of a JSON schema, filled in from ``text`` (the user's words).
+
+    integer/number: the first number in ``text`` (else 1), kept within minimum/maximum;
+    string: the first double-quoted phrase in ``text``, else the first single-quoted one
+    (else ``"w0"``); boolean: true;
+    array: ``max(1, minItems)`` items; object: every property, required ones first.
+    ``const`` and ``enum`` (first value) win over ``type``; ``anyOf`` / ``oneOf`` take their
+    first option; ``allOf`` is merged; local ``$ref`` (``#/$defs/...``) is followed.
+    ``omit_required`` leaves out every required property (an invalid instance, on purpose).
+    """
+    return _SchemaExample(schema, text, omit_required).build(schema, 0)
+
+
+class _SchemaExample:
+    def __init__(self, root: Any, text: str, omit_required: bool) -> None:
+        self.root = root
+        self.omit_required = omit_required
+        number = _NUMBER_RE.search(text)
+        self.number = number.group(0) if number else None
+        quoted = _QUOTED_RE.search(text) or _SINGLE_QUOTED_RE.search(text)
+        self.phrase = quoted.group(1) if quoted else None
+
+    def build(self, schema: Any, depth: int) -> Any:
+        if not isinstance(schema, dict) or depth > _MAX_SCHEMA_DEPTH:
+            return None
+        schema = self._resolve(schema, depth)
+        if "const" in schema:
+            return schema["const"]
+        if isinstance(schema.get("enum"), list) and schema["enum"]:
+            return schema["enum"][0]
+        for key in ("anyOf", "oneOf"):
+            options = schema.get(key)
+            if isinstance(options, list) and options:
+                return self.build(options[0], depth + 1)
+        if isinstance(schema.get("allOf"), list):
+            return self.build(self._merge_all_of(schema, depth), depth + 1)
+        kind = self._kind(schema)
+        if kind == "object":
+            return self._object(schema, depth)
+        if kind == "array":
+            return self._array(schema, depth)
+        if kind in ("integer", "number"):
+            return self._number(schema, integer=kind == "integer")
+        if kind == "boolean":
+            return True
+        if kind == "null":
+            return None
+        return self.phrase if self.phrase is not None else "w0"
+
+    def _resolve(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+        """Follow local ``$ref`` pointers (``#``, ``#/$defs/X``, ``#/definitions/X``...)."""
+        while isinstance(schema.get("$ref"), str) and depth <= _MAX_SCHEMA_DEPTH:
+            ref = schema["$ref"]
+            if not ref.startswith("#"):
+                return {}  # remote refs: nothing to follow
+            target: Any = self.root
+            for part in [p for p in ref[1:].split("/") if p]:
+                part = part.replace("~1", "/").replace("~0", "~")
+                target = target.get(part) if isinstance(target, dict) else None
+            if not isinstance(target, dict):
+                return {}
+            schema = target
+            depth += 1
+        return schema
+
+    def _merge_all_of(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+        merged = {key: value for key, value in schema.items() if key != "allOf"}
+        properties = dict(merged.get("properties") or {})
+        required = list(merged.get("required") or [])
+        for part in schema["allOf"]:
+            part = self._resolve(part, depth) if isinstance(part, dict) else {}
+            properties.update(part.get("properties") or {})
+            required += [name for name in part.get("required") or [] if name not in required]
+            for key, value in part.items():
+                merged.setdefault(key, value)
+        if properties:
+            merged["properties"] = properties
+        if required:
+            merged["required"] = required
+        return merged
+
+    @staticmethod
+    def _kind(schema: dict[str, Any]) -> str:
+        kind = schema.get("type")
+        if isinstance(kind, list):  # ["string", "null"]: the first real type
+            kind = next((k for k in kind if k != "null"), "null")
+        if isinstance(kind, str):
+            return kind
+        if "properties" in schema:
+            return "object"
+        if "items" in schema:
+            return "array"
+        return "string"
+
+    def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return {}
+        required = [name for name in schema.get("required") or [] if name in properties]
+        optional = [name for name in properties if name not in required]
+        names = optional if self.omit_required else required + optional
+        return {name: self.build(properties[name], depth + 1) for name in names}
+
+    def _array(self, schema: dict[str, Any], depth: int) -> list[Any]:
+        count = max(1, schema.get("minItems") or 0)
+        if isinstance(schema.get("maxItems"), int):
+            count = min(count, schema["maxItems"])
+        items = schema.get("items")
+        item_schema = items if isinstance(items, dict) else {}
+        return [self.build(item_schema, depth + 1) for _ in range(count)]  # no shared objects
+
+    def _number(self, schema: dict[str, Any], *, integer: bool) -> int | float:
+        value: int | float = 1
+        if self.number is not None:
+            value = float(self.number) if "." in self.number else int(self.number)
+        for bound, pick in (("minimum", max), ("maximum", min)):
+            if isinstance(schema.get(bound), int | float):
+                value = pick(value, schema[bound])
+        return int(value) if integer else value
+
+
+# ---- logprobs -----------------------------------------------------------------------------
+
+
+def _token_logprobs(token: str, index: int, top: int) -> dict[str, Any]:
+    """Ollama's logprobs entry for the ``index``-th generated token.
+
+    The numbers are made up but deterministic: token i gets ``-0.01 * (i + 1)``; its
+    ``top`` alternatives are the token itself, then "alt1", "alt2"... one nat less each.
+    Like Ollama (``omitempty``), ``top_logprobs`` is absent when none were asked for.
+    """
+    logprob = -round(0.01 * (index + 1), 4)
+    entry: dict[str, Any] = {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+    if top > 0:
+        alternatives = [token] + [f"alt{k}" for k in range(1, top)]
+        entry["top_logprobs"] = [
+            {"token": alt, "logprob": round(logprob - k, 4), "bytes": list(alt.encode())}
+            for k, alt in enumerate(alternatives)
+        ]
+    return entry
 
 
 def _prompt_token_count(messages: Iterable[Any]) -> int:
@@ -133,10 +410,35 @@ def _prompt_token_count(messages: Iterable[Any]) -> int:
     count = 0
     for message in messages:
         if isinstance(message, dict):
-            content = message.get("content")
-            if isinstance(content, str):
-                count += len(content.split())
+            count += len(_text_of(message.get("content")).split())
     return count
+
+
+def _find_by_name(models: Iterable[str], name: str) -> str | None:
+    """The model among ``models`` that ``name`` refers to (``x`` means ``x:latest``)."""
+    wanted = _canonical_model(name)
+    return next((model for model in models if _canonical_model(model) == wanted), None)
+
+
+def _tool_arguments(parameters: Any, text: str) -> dict[str, Any]:
+    """A tool call's arguments: an instance of the tool's parameters schema ({} if none)."""
+    arguments = schema_example(parameters, text) if isinstance(parameters, dict) else {}
+    return arguments if isinstance(arguments, dict) else {}
+
+
+def _name_words(name: str) -> list[str]:
+    """The topic words of a tool's name: ``get_weather`` -> ``["weather"]``, ``GetTime`` ->
+    ``["time"]`` (split at ``_``, ``-`` and capitals; 4+ letters; not "tool"/"function")."""
+    found = (
+        word.lower() for part in re.split(r"[_\-\s]+", name) for word in _NAME_WORD_RE.findall(part)
+    )
+    return [word for word in found if len(word) >= 4 and word not in _GENERIC_NAME_WORDS]
+
+
+def _asked_keys(text: str) -> list[str]:
+    """The keys a text asks a JSON answer to have, quoted before "keys" ([] if none)."""
+    asked = _ASKED_KEYS_RE.search(text)
+    return list(dict.fromkeys(_KEY_RE.findall(asked.group(1)))) if asked else []
 
 
 class _Server(ThreadingHTTPServer):
@@ -223,9 +525,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/version":
             self._send_json(200, {"version": OLLAMA_VERSION})
         elif path == "/api/tags":
-            self._send_json(200, {"models": [self.fake.tag_entry(m) for m in self.fake.models]})
+            listed = self.fake.chat_models() + list(self.fake.embedding_models)
+            self._send_json(200, {"models": [self.fake.tag_entry(m) for m in listed]})
         elif path == "/api/ps":
-            self._send_json(200, {"models": [self.fake.ps_entry(m) for m in self.fake.models]})
+            loaded = self.fake.chat_models()
+            self._send_json(200, {"models": [self.fake.ps_entry(m) for m in loaded]})
         else:
             self._send_text(404, "404 page not found")
 
@@ -237,6 +541,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._chat()
         elif path == "/api/show":
             self._show()
+        elif path == "/api/embed":
+            self._embed(legacy=False)
+        elif path == "/api/embeddings":
+            self._embed(legacy=True)
         else:
             self._read_body()
             self._send_text(404, "404 page not found")
@@ -294,11 +602,73 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         name = body.get("model") or body.get("name") or ""
-        model = self.fake.find_model(name) if isinstance(name, str) else None
+        model = None
+        if isinstance(name, str):
+            model = self.fake.find_model(name) or self.fake.find_embedding_model(name)
         if model is None:
             self._send_json(404, {"error": f"model '{name}' not found"})
             return
         self._send_json(200, self.fake.show_entry(model))
+
+    # ---- /api/embed and the legacy /api/embeddings ---------------------------------------
+
+    def _embed(self, *, legacy: bool) -> None:
+        fake = self.fake
+        started = time.monotonic_ns()
+        body = self._read_json()
+        if body is None:
+            return
+        fake._record_embed(body)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            self._send_json(400, {"error": "model is required"})
+            return
+        if legacy:
+            prompt = body.get("prompt")
+            texts = _embed_inputs(prompt) if prompt is None or isinstance(prompt, str) else None
+        else:
+            texts = _embed_inputs(body.get("input"))
+        if texts is None:
+            self._send_json(400, {"error": "invalid input type"})
+            return
+        if fake.find_embedding_model(model) is None:
+            # Chat models too: this fake only embeds with its embedding models.
+            self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
+            return
+        size = fake.embedding_dimensions
+        dimensions = 0 if legacy else body.get("dimensions") or 0
+        if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 0:
+            self._send_json(400, {"error": "dimensions must be a non-negative number"})
+            return
+        if dimensions > size:
+            self._send_json(
+                400, {"error": f"dimensions {dimensions} exceeds the embedding length {size}"}
+            )
+            return
+
+        mode = fake.mode
+        if mode == "error":
+            self._send_json(fake.error_status, {"error": fake.error_message})
+            return
+        if mode == "hang":
+            self._stall()
+            return
+        vectors = [embedding_for(text, dimensions or size) for text in texts]
+        if legacy:
+            self._send_whole({"embedding": vectors[0] if vectors else []}, mode)
+            return
+        if not texts:  # Ollama answers at once, with no metrics
+            self._send_whole({"model": model, "embeddings": []}, mode)
+            return
+        now = time.monotonic_ns()
+        answer = {
+            "model": model,
+            "embeddings": vectors,
+            "total_duration": max(1, now - started),
+            "load_duration": max(1, (now - started) // 10),
+            "prompt_eval_count": sum(len(text.split()) for text in texts),
+        }
+        self._send_whole(answer, mode)
 
     # ---- /api/chat --------------------------------------------------------------------------
 
@@ -318,7 +688,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": "json: cannot unmarshal messages into []api.Message"})
             return
         if fake.find_model(model) is None:
-            self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
+            if fake.find_embedding_model(model) is not None:
+                self._send_json(400, {"error": f'"{model}" does not support chat'})
+            else:
+                self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
+            return
+        refused = fake.chat_request_error(body, model)
+        if refused is not None:
+            self._send_json(400, {"error": refused})
             return
 
         mode = fake.mode
@@ -351,15 +728,19 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         stream = body.get("stream") is not False  # Ollama streams unless told not to
         tool_calls = fake.tool_calls_for(body)
+        # One logprobs list per piece (each piece is one token); empty when not asked for.
+        logprobs: list[list[dict[str, Any]]]
         if tool_calls:
             pieces: list[dict[str, Any]] = [
                 {"role": "assistant", "content": "", "tool_calls": tool_calls}
             ]
+            logprobs = [[]]
             eval_count = len(tokenize(json.dumps(tool_calls)))
             done_reason = "stop"
         else:
             tokens, done_reason = fake.plan_tokens(body)
             pieces = [{"role": "assistant", "content": token} for token in tokens]
+            logprobs = [fake.logprobs_for(body, token, i) for i, token in enumerate(tokens)]
             eval_count = len(tokens)
 
         generation_started = time.monotonic_ns()
@@ -382,7 +763,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
 
         if not stream:
-            self._answer_whole(pieces, mode, final)
+            self._answer_whole(pieces, logprobs, mode, final)
             return
 
         fault_at = {"hang_mid_stream": fake.hang_after}.get(mode, fake.fail_after)
@@ -402,9 +783,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if index == 0:
                 eval_started = time.monotonic_ns()
-            self._emit(
-                {"model": model, "created_at": _now_rfc3339(), "message": message, "done": False}
-            )
+            chunk = {
+                "model": model,
+                "created_at": _now_rfc3339(),
+                "message": message,
+                "done": False,
+            }
+            if logprobs[index]:
+                chunk["logprobs"] = logprobs[index]
+            self._emit(chunk)
         if faulty:  # fewer pieces than fault_at: the fault happens before the final object
             self._stream_fault(mode, model)
             return
@@ -414,22 +801,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def _answer_whole(
-        self, pieces: list[dict[str, Any]], mode: str, final: Callable[..., dict[str, Any]]
+        self,
+        pieces: list[dict[str, Any]],
+        logprobs: list[list[dict[str, Any]]],
+        mode: str,
+        final: Callable[..., dict[str, Any]],
     ) -> None:
         """stream=false: wait as long as generation would take, then one JSON object."""
-        fake = self.fake
         eval_started = time.monotonic_ns()
         for index in range(max(1, len(pieces))):
             if not self._wait_for_token(index):
                 return
             if index == 0:
                 eval_started = time.monotonic_ns()
-        if mode == "hang_mid_stream":
-            self._stall()
-            return
-        if mode == "error_mid_stream":
-            self._send_json(fake.error_status, {"error": fake.error_message})
-            return
         message: dict[str, Any] = {
             "role": "assistant",
             "content": "".join(p.get("content", "") for p in pieces),
@@ -437,7 +821,22 @@ class _Handler(BaseHTTPRequestHandler):
         calls = [call for p in pieces for call in p.get("tool_calls", [])]
         if calls:
             message["tool_calls"] = calls
-        data = _dumps(final(message, eval_started))
+        answer = final(message, eval_started)
+        all_logprobs = [entry for entries in logprobs for entry in entries]
+        if all_logprobs:
+            answer["logprobs"] = all_logprobs
+        self._send_whole(answer, mode)
+
+    def _send_whole(self, answer: dict[str, Any], mode: str) -> None:
+        """A one-object answer (stream=false, embeddings), spoiled the way ``mode`` says."""
+        fake = self.fake
+        if mode == "hang_mid_stream":
+            self._stall()
+            return
+        if mode == "error_mid_stream":
+            self._send_json(fake.error_status, {"error": fake.error_message})
+            return
+        data = _dumps(answer)
         if mode == "malformed":
             self._send_bytes(200, data[: len(data) // 2] + b"\n", "application/json; charset=utf-8")
         elif mode == "disconnect_mid_stream":
@@ -528,6 +927,9 @@ class FakeOllama:
         first_token_delay: float = 0.0,
         reply_tokens: int = 20,
         reply: str | None = None,
+        vision_models: Iterable[str] = (),
+        embedding_models: Iterable[str] = DEFAULT_EMBEDDING_MODELS,
+        embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS,
         verbose: bool = False,
     ) -> None:
         self.host = host
@@ -546,6 +948,12 @@ class FakeOllama:
             "fail_after": 2,
             "error_message": DEFAULT_ERROR_MESSAGE,
             "error_status": 500,
+            "client_tool_calls": True,
+            "parallel_tool_calls_for_all": False,
+            "format_violation": False,
+            "vision_models": set(vision_models),
+            "embedding_models": list(embedding_models),
+            "embedding_dimensions": embedding_dimensions,
         }
         # Settable at runtime (all read afresh by every request):
         self.models: list[str] = []
@@ -560,10 +968,17 @@ class FakeOllama:
         self.fail_after = 2  # tokens sent before "malformed"/"disconnect"/"error_mid_stream"
         self.error_message = DEFAULT_ERROR_MESSAGE
         self.error_status = 500
+        self.client_tool_calls = True  # call tools the user names (other than tool_name)
+        self.parallel_tool_calls_for_all = False  # call every named tool, not just the first
+        self.format_violation = False  # schema replies leave out their required properties
+        self.vision_models: set[str] = set()  # chat models that take images (served too)
+        self.embedding_models: list[str] = []  # served by /api/embed, refused by /api/chat
+        self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS  # native vector length
         self._mode = "ok"
         self._apply_defaults()
 
         self.requests: list[dict[str, Any]] = []  # every /api/chat body, in arrival order
+        self.embed_requests: list[dict[str, Any]] = []  # every /api/embed(dings) body
         self._requests_changed = threading.Condition()
         self._flight_lock = threading.Lock()
         self.in_flight = 0  # /api/chat generations running now
@@ -649,7 +1064,8 @@ class FakeOllama:
 
     def _apply_defaults(self) -> None:
         for name, value in self._defaults.items():
-            setattr(self, name, list(value) if name == "models" else value)
+            # Copies, so that changing a list/set at runtime never changes the default.
+            setattr(self, name, value.copy() if isinstance(value, list | set) else value)
         if self._mode != "down":
             self._mode = "ok"
 
@@ -658,6 +1074,7 @@ class FakeOllama:
         self._apply_defaults()
         with self._requests_changed:
             self.requests.clear()
+            self.embed_requests.clear()
         with self._flight_lock:
             self.max_in_flight = self.in_flight
 
@@ -669,15 +1086,50 @@ class FakeOllama:
             return self.reply_fn(request)
         messages = request.get("messages") or []
         last = messages[-1] if messages else {}
+        images = _image_count(_last_user_message(messages))
         if last.get("role") == "tool":
             content = last.get("content")
-            return f"Based on the tool result: {str(content or '')[:50]}"
-        if self.reply is not None:
-            return self.reply
-        return numbered_words(self.reply_tokens)
+            text = f"Based on the tool result: {str(content or '')[:50]}"
+        elif self.reply is not None:
+            text = self.reply
+        elif images:  # only vision models get this far with images (others get a 400)
+            text = f"I see {images} image(s)."
+        else:
+            text = numbered_words(self.reply_tokens)
+        return self.formatted_reply(request, text)
+
+    def formatted_reply(self, request: dict[str, Any], text: str) -> str:
+        """``text`` as the request's ``format`` wants it: as is, ``{"answer": text}``, or an
+        instance of the JSON schema made from the last user message (``schema_example``)."""
+        fmt = request.get("format")
+        if fmt == "json":
+            user = _last_user_message(request.get("messages") or [])
+            keys = _asked_keys(_text_of(user.get("content"))) or ["answer"]
+            return _compact_json(dict.fromkeys(keys, text))
+        if isinstance(fmt, dict):
+            user = _last_user_message(request.get("messages") or [])
+            instance = schema_example(
+                fmt, _text_of(user.get("content")), omit_required=self.format_violation
+            )
+            return _compact_json(instance)
+        return text
 
     def tool_calls_for(self, request: dict[str, Any]) -> list[dict[str, Any]] | None:
-        """Ollama-shaped tool calls when the request offers the tool and the user asks to."""
+        """Ollama-shaped tool calls when the request offers a tool and the user asks for it.
+
+        A client tool named in the user's text wins over the ``tool_trigger`` words: naming
+        a tool is the more specific request (and a client tool called e.g. "search_docs"
+        could not be called otherwise while ``web_search`` is offered too). A client tool
+        whose topic the text has comes last.
+        """
+        return (
+            self._client_tool_calls(request)
+            or self._web_search_call(request)
+            or self._topic_tool_call(request)
+        )
+
+    def _web_search_call(self, request: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """``tool_name`` with the user's text as its query, when the text matches the trigger."""
         if self.tool_trigger is None:
             return None
         offered = {
@@ -695,6 +1147,85 @@ class FakeOllama:
         if not re.search(self.tool_trigger, text):
             return None
         return [{"function": {"name": self.tool_name, "arguments": {"query": text}}}]
+
+    def _client_tool_calls(self, request: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Calls to the offered tools (other than ``tool_name``) the user's last message names.
+
+        The first one named is called, or all of them (in the order named) when the text says
+        "twice" and names two or more, or when ``parallel_tool_calls_for_all`` is set.
+        """
+        offered = self._offered_client_tools(request)
+        if offered is None:
+            return None
+        text, parameters = offered
+        mentions = []
+        for name in parameters:
+            match = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE)
+            if match:
+                mentions.append((match.start(), name))
+        named = [name for _, name in sorted(mentions)]
+        if not named:
+            return None
+        if not (self.parallel_tool_calls_for_all or (len(named) > 1 and _TWICE_RE.search(text))):
+            named = named[:1]
+        return [
+            {"function": {"name": name, "arguments": _tool_arguments(parameters[name], text)}}
+            for name in named
+        ]
+
+    def _topic_tool_call(self, request: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """A call to the first offered client tool whose name has a word the user's last
+        message has (``get_weather`` for "the weather in Paris"), as a model picks a tool."""
+        offered = self._offered_client_tools(request)
+        if offered is None:
+            return None
+        text, parameters = offered
+        for name, schema in parameters.items():
+            if any(
+                re.search(rf"(?<!\w){word}(?!\w)", text, re.IGNORECASE)
+                for word in _name_words(name)
+            ):
+                return [{"function": {"name": name, "arguments": _tool_arguments(schema, text)}}]
+        return None
+
+    def _offered_client_tools(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The user's last text and the offered client tools (name -> parameters schema, in
+        the order offered); None when client tools are off or the last message is not the
+        user's."""
+        if not self.client_tool_calls:
+            return None
+        messages = request.get("messages") or []
+        last = messages[-1] if messages else {}
+        if last.get("role") != "user":
+            return None
+        parameters: dict[str, Any] = {}
+        for tool in request.get("tools") or []:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            name = function.get("name") if isinstance(function, dict) else None
+            if isinstance(name, str) and name and name != self.tool_name:
+                parameters.setdefault(name, function.get("parameters"))
+        return _text_of(last.get("content")), parameters
+
+    def chat_request_error(self, request: dict[str, Any], model: str) -> str | None:
+        """Why Ollama would refuse this chat request with a 400 (None: it would not)."""
+        fmt = request.get("format")
+        if not (fmt in (None, "", "json") or isinstance(fmt, dict)):
+            return _FORMAT_ERROR
+        top = request.get("top_logprobs")
+        if top is not None and (
+            not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= _MAX_TOP_LOGPROBS
+        ):
+            return f"top_logprobs must be between 0 and {_MAX_TOP_LOGPROBS}"
+        messages = request.get("messages") or []
+        if not self.is_vision_model(model) and any(_image_count(m) for m in messages):
+            return _NO_IMAGES_ERROR
+        return None
+
+    def logprobs_for(self, request: dict[str, Any], token: str, index: int) -> list[dict[str, Any]]:
+        """The ``logprobs`` list of the chunk carrying token ``index`` ([] unless asked for)."""
+        if request.get("logprobs") is not True:
+            return []
+        return [_token_logprobs(token, index, request.get("top_logprobs") or 0)]
 
     def plan_tokens(self, request: dict[str, Any]) -> tuple[list[str], str]:
         """The tokens to send and the done_reason, after options.stop and options.num_predict."""
@@ -716,16 +1247,32 @@ class FakeOllama:
 
     # ---- models -----------------------------------------------------------------------------
 
+    def chat_models(self) -> list[str]:
+        """The models /api/chat serves: ``models``, then any ``vision_models`` not among them."""
+        served = list(self.models)
+        known = {_canonical_model(model) for model in served}
+        for model in sorted(self.vision_models):
+            if _canonical_model(model) not in known:
+                served.append(model)
+                known.add(_canonical_model(model))
+        return served
+
     def find_model(self, name: str) -> str | None:
-        """The configured model a request's name refers to (``x`` means ``x:latest``)."""
-        wanted = _canonical_model(name)
-        for model in self.models:
-            if _canonical_model(model) == wanted:
-                return model
-        return None
+        """The configured chat model a request's name refers to (``x`` means ``x:latest``)."""
+        return _find_by_name(self.chat_models(), name)
+
+    def find_embedding_model(self, name: str) -> str | None:
+        """The configured embedding model a request's name refers to."""
+        return _find_by_name(self.embedding_models, name)
+
+    def is_vision_model(self, name: str) -> bool:
+        return _find_by_name(self.vision_models, name) is not None
+
+    def _details(self, model: str) -> dict[str, Any]:
+        return _model_details(model, embedding=self.find_embedding_model(model) is not None)
 
     def tag_entry(self, model: str) -> dict[str, Any]:
-        details = _model_details(model)
+        details = self._details(model)
         return {
             "name": model,
             "model": model,
@@ -744,20 +1291,29 @@ class FakeOllama:
         return entry
 
     def show_entry(self, model: str) -> dict[str, Any]:
-        details = _model_details(model)
+        details = self._details(model)
         family = details["family"]
+        model_info: dict[str, Any] = {
+            "general.architecture": family,
+            "general.parameter_count": int(_model_size_bytes(details) / 0.6),
+        }
+        if self.find_embedding_model(model) is not None:
+            model_info[f"{family}.context_length"] = 2048
+            model_info[f"{family}.embedding_length"] = self.embedding_dimensions
+            capabilities = ["embedding"]
+        else:
+            model_info[f"{family}.context_length"] = 131072
+            capabilities = ["completion", "tools"]
+            if self.is_vision_model(model):
+                capabilities.append("vision")
         return {
             "license": "FAKE LICENSE",
             "modelfile": f"# Modelfile generated by FakeOllama\nFROM {model}\n",
             "parameters": 'stop                           "<|eot_id|>"',
             "template": "{{ .Prompt }}",
             "details": details,
-            "model_info": {
-                "general.architecture": family,
-                "general.parameter_count": int(_model_size_bytes(details) / 0.6),
-                f"{family}.context_length": 131072,
-            },
-            "capabilities": ["completion", "tools"],
+            "model_info": model_info,
+            "capabilities": capabilities,
             "modified_at": "2025-01-15T10:20:30.123456789Z",
         }
 
@@ -772,6 +1328,11 @@ class FakeOllama:
         """Block until at least ``count`` chat requests were received (False on timeout)."""
         with self._requests_changed:
             return self._requests_changed.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    def _record_embed(self, body: dict[str, Any]) -> None:
+        with self._requests_changed:
+            self.embed_requests.append(body)
+            self._requests_changed.notify_all()
 
     @property
     def last_request(self) -> dict[str, Any] | None:
@@ -788,6 +1349,10 @@ class FakeOllama:
             self.in_flight -= 1
 
 
+def _name_list(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fakes.ollama",
@@ -802,6 +1367,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names"
     )
+    parser.add_argument(
+        "--vision-models", default="", help="comma-separated chat models that accept images"
+    )
+    parser.add_argument(
+        "--embedding-models",
+        default=",".join(DEFAULT_EMBEDDING_MODELS),
+        help="comma-separated models for /api/embed",
+    )
+    parser.add_argument("--embedding-dimensions", type=int, default=DEFAULT_EMBEDDING_DIMENSIONS)
     parser.add_argument("--mode", default="ok", choices=[m for m in MODES if m != "down"])
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
@@ -809,7 +1383,10 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeOllama(
         host=args.host,
         port=args.port,
-        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        models=_name_list(args.models),
+        vision_models=_name_list(args.vision_models),
+        embedding_models=_name_list(args.embedding_models),
+        embedding_dimensions=args.embedding_dimensions,
         token_delay=args.token_delay,
         first_token_delay=args.first_token_delay,
         reply_tokens=args.reply_tokens,

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import openai
 import pytest
 import requests
 
@@ -267,3 +268,21 @@ def alice_http(live, workers) -> Client:
 @pytest.fixture
 def bob_http(live, workers) -> Client:
     return _client(live.url, "bob@example.com")
+
+
+@pytest.fixture
+def alice_key(alice_http) -> dict:
+    """A new API key of alice's: {"id", "key", ...}."""
+    from tests.integration.openai_client import create_api_key
+
+    return create_api_key(alice_http)
+
+
+@pytest.fixture
+def alice_sdk(live, alice_key) -> Iterator[openai.OpenAI]:
+    """The official openai client, pointed at the gateway's /v1 with alice's API key."""
+    from tests.integration.openai_client import sdk
+
+    client = sdk(live, alice_key["key"])
+    yield client
+    client.close()

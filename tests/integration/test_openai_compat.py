@@ -12,149 +12,36 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 
 import openai
 import pytest
 import requests
-from sqlalchemy import select
 
-from api.extensions import db
-from api.models import UsageRecord
 from tests.conftest import make_admin
 from tests.fakes.ollama import DEFAULT_MODELS, numbered_words, tokenize
-from tests.integration.conftest import Client, wait_for_status
+from tests.integration.conftest import wait_for_status
+from tests.integration.openai_client import (
+    OPENAI_ERROR_FIELDS,
+    create_api_key,
+    job_id_of,
+    job_usage,
+    openai_error,
+    raw_post,
+    read_frames,
+    requests_mentioning,
+    sdk,
+    the_model_request,
+    unique,
+    usage_dict,
+    usage_row,
+    user,
+)
 
 pytestmark = pytest.mark.live
 
 LIGHT_MODEL, HEAVY_MODEL = DEFAULT_MODELS
 DEFAULT_REPLY = numbered_words(20)  # "w0 w1 ... w19": the fake model's answer
 DEFAULT_TOKENS = tokenize(DEFAULT_REPLY)
-OPENAI_ERROR_FIELDS = {"message", "type", "param", "code"}
-
-
-# --- helpers -----------------------------------------------------------------------------
-
-
-def unique(label: str) -> str:
-    return f"{label} marker {uuid.uuid4().hex}"
-
-
-def user(text: str) -> list[dict]:
-    return [{"role": "user", "content": text}]
-
-
-def create_api_key(client: Client, name: str = "openai sdk") -> dict:
-    """A new API key of the client's user: {"id", "key", ...}."""
-    response = client.post("/api/user/api-keys", json={"name": name})
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert body["key"].startswith("gw_"), body
-    return body
-
-
-def sdk(live, api_key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=live.url + "/v1", api_key=api_key, max_retries=0, timeout=30)
-
-
-def raw_post(live, api_key: str, body, **kwargs) -> requests.Response:
-    """POST /v1/chat/completions over plain HTTP (a dict is sent as JSON, bytes as they are)."""
-    headers = {"Authorization": f"Bearer {api_key}", **kwargs.pop("headers", {})}
-    if isinstance(body, bytes):
-        headers.setdefault("Content-Type", "application/json")
-        kwargs["data"] = body
-    else:
-        kwargs["json"] = body
-    return requests.post(live.url + "/v1/chat/completions", headers=headers, timeout=30, **kwargs)
-
-
-def openai_error(response: requests.Response, status: int) -> dict:
-    """The error object of a raw response, after checking it has exactly OpenAI's shape."""
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == OPENAI_ERROR_FIELDS, error
-    assert isinstance(error["message"], str) and error["message"], error
-    return error
-
-
-def read_frames(response: requests.Response) -> tuple[list, list[str]]:
-    """A raw /v1 stream: its `data:` payloads (JSON, or the string "[DONE]") and comments."""
-    frames: list = []
-    comments: list[str] = []
-    data_lines: list[str] = []
-    for raw in response.iter_lines(decode_unicode=True):
-        line = raw or ""
-        if line.startswith(":"):
-            comments.append(line)
-        elif line.startswith("data:"):
-            data_lines.append(line.removeprefix("data:").removeprefix(" "))
-        elif line == "" and data_lines:
-            data = "\n".join(data_lines)
-            data_lines = []
-            frames.append(data if data == "[DONE]" else json.loads(data))
-            if data == "[DONE]":
-                break
-    response.close()
-    return frames, comments
-
-
-def job_id_of(completion_id: str) -> str:
-    assert completion_id.startswith("chatcmpl-"), completion_id
-    return str(uuid.UUID(completion_id.removeprefix("chatcmpl-")))
-
-
-def requests_mentioning(fake, text: str) -> list[dict]:
-    """The chat requests the model server received whose body contains `text`."""
-    return [body for body in list(fake.requests) if text in json.dumps(body, ensure_ascii=False)]
-
-
-def the_model_request(fake, text: str) -> dict:
-    found = requests_mentioning(fake, text)
-    assert len(found) == 1, found
-    return found[0]
-
-
-def usage_row(app, job_id: str) -> UsageRecord:
-    with app.app_context():
-        query = select(UsageRecord).where(UsageRecord.job_id == uuid.UUID(job_id))
-        row = db.session.scalars(query).one()
-        db.session.expunge_all()
-    return row
-
-
-def job_usage(job: dict) -> dict:
-    usage = job["usage"]
-    return {
-        "prompt_tokens": usage["prompt_tokens"],
-        "completion_tokens": usage["completion_tokens"],
-        "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
-    }
-
-
-def usage_dict(usage) -> dict:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
-# --- fixtures ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def alice_key(alice_http) -> dict:
-    return create_api_key(alice_http)
-
-
-@pytest.fixture
-def alice_sdk(live, alice_key) -> Iterator[openai.OpenAI]:
-    client = sdk(live, alice_key["key"])
-    yield client
-    client.close()
 
 
 # --- 1. GET /v1/models ---------------------------------------------------------------------
@@ -163,7 +50,15 @@ def alice_sdk(live, alice_key) -> Iterator[openai.OpenAI]:
 def test_models_lists_auto_the_tiers_and_the_configured_models(live, alice_sdk, alice_key):
     models = alice_sdk.models.list()
 
-    assert [m.id for m in models.data] == ["auto", "light", "heavy", LIGHT_MODEL, HEAVY_MODEL]
+    # The chat models, then the embedding models (EMBEDDING_MODELS, by default one).
+    assert [m.id for m in models.data] == [
+        "auto",
+        "light",
+        "heavy",
+        LIGHT_MODEL,
+        HEAVY_MODEL,
+        "nomic-embed-text",
+    ]
     for model in models.data:
         assert model.object == "model"
         assert isinstance(model.created, int)
@@ -175,7 +70,7 @@ def test_models_lists_auto_the_tiers_and_the_configured_models(live, alice_sdk, 
     assert raw.status_code == 200, raw.text
     body = raw.json()
     assert body["object"] == "list"
-    assert {m["id"] for m in body["data"]} == {"auto", "light", "heavy", LIGHT_MODEL, HEAVY_MODEL}
+    assert [m["id"] for m in body["data"]] == [m.id for m in models.data]
     for model in body["data"]:
         assert set(model) == {"id", "object", "created", "owned_by"}, model
 
@@ -543,7 +438,7 @@ def test_a_rate_limited_key_gets_429_rate_limit_error(
     )
     assert patched.status_code == 200, patched.get_json()
 
-    assert len(alice_sdk.models.list().data) == 5
+    assert len(alice_sdk.models.list().data) == 6
     first = alice_sdk.chat.completions.create(model="light", messages=user(unique("one more")))
     assert first.choices[0].message.content == DEFAULT_REPLY
 
@@ -575,19 +470,98 @@ VALIDATION_CASES = {
     "last message not the user's": (
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
         "messages",
-        "The last message must be the user's.",
+        "The last message must be the user's or a tool result.",
     ),
     "unknown field": (
         {"messages": user("hi"), "frequency_penalty_x": 1},
         "frequency_penalty_x",
         "Unknown field.",
     ),
-    "n=2": ({"messages": user("hi"), "n": 2}, "n", "Only n=1 is supported."),
+    "n=2": ({"messages": user("hi"), "n": 2}, "n", "Only n=1 is supported: send n requests"),
     "no messages": ({"messages": []}, "messages", "Length must be between 1 and 500."),
-    "system message not first": (
-        {"messages": [*user("hi"), {"role": "system", "content": "s"}, *user("again")]},
+    "a tool result without its call": (
+        {
+            "messages": [
+                *user("hi"),
+                {"role": "tool", "tool_call_id": "call_nowhere", "content": "42"},
+            ]
+        },
+        "messages.1.tool_call_id",
+        "Must answer a tool call of an earlier assistant message.",
+    ),
+    "tool_choice without tools": (
+        {"messages": user("hi"), "tool_choice": "required"},
+        "tool_choice",
+        "tool_choice needs tools.",
+    ),
+    "a tool_choice naming no offered tool": (
+        {
+            "messages": user("hi"),
+            "tools": [{"type": "function", "function": {"name": "a"}}],
+            "tool_choice": {"type": "function", "function": {"name": "b"}},
+        },
+        "tool_choice",
+        "Names a function that is not in tools.",
+    ),
+    "top_logprobs without logprobs": (
+        {"messages": user("hi"), "top_logprobs": 2},
+        "top_logprobs",
+        "top_logprobs needs logprobs: true.",
+    ),
+    "logit_bias on Ollama": (
+        {"messages": user("hi"), "logit_bias": {"50256": -100}},
+        "logit_bias",
+        "Ollama has no logit bias",
+    ),
+    "audio output": (
+        {"messages": user("hi"), "modalities": ["text", "audio"]},
+        "modalities",
+        "Only the text modality is supported.",
+    ),
+    "a custom tool": (
+        {"messages": user("hi"), "tools": [{"type": "custom", "function": {"name": "a"}}]},
+        "tools.0.type",
+        "Only function tools are supported.",
+    ),
+    "an invalid JSON schema": (
+        {
+            "messages": user("hi"),
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": {"type": "nothing"}},
+            },
+        },
+        "response_format.json_schema.schema",
+        "Not a valid JSON schema",
+    ),
+    "an audio part": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
+                    ],
+                }
+            ]
+        },
+        "messages.0.content.0",
+        "Audio input is not supported",
+    ),
+    "an image for a model without vision": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                    ],
+                }
+            ]
+        },
         "messages",
-        "Only the first message may be a system message.",
+        "does not take images",
     ),
     "unknown role": (
         {"messages": [{"role": "robot", "content": "hi"}]},

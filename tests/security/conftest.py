@@ -45,7 +45,7 @@ def answer_job(job: Job, answer: str, prompt_tokens: int, completion_tokens: int
         job,
         "succeeded",
         event=("done", done),
-        chunks=[answer],
+        chunks=jobs_service.Chunks([answer]),
         output=answer,
         finish_reason="stop",
         **usage,

@@ -226,12 +226,38 @@ def batch_target(app, client, owner: Account, redis_client) -> Target:
     return target
 
 
+def response_target(app, client, owner: Account, redis_client) -> Target:
+    """A background response of Alice's (OpenAI's Responses API), queued: no worker runs."""
+    marker = f"alice-secret-{uuid.uuid4().hex}"
+    body = {"model": "light", "input": f"{marker} private question", "background": True}
+    created = client.post("/v1/responses", json=body, headers={**owner.headers, **NO_CACHE})
+    response_id = ok_json(created)["id"]
+    job_id = str(uuid.UUID(response_id.removeprefix("resp_")))
+    flag = cancel_key(app.config["REDIS_KEY_PREFIX"], job_id)
+
+    def snapshot():
+        return {
+            "response": ok_json(client.get(f"/v1/responses/{response_id}", headers=owner.headers)),
+            "job": ok_json(client.get(f"/api/jobs/{job_id}", headers=owner.headers)),
+        }
+
+    def still_works():
+        assert not redis_client.exists(flag)
+        assert snapshot()["response"]["status"] == "queued"
+
+    target = Target(id=response_id, marker=marker, snapshot=snapshot, still_works=still_works)
+    return finish_target(target, owner, job_id)
+
+
 BUILDERS = {
     "conversation": conversation_target,
     "job": job_target,
     "api_key": api_key_target,
     "batch": batch_target,
+    "response": response_target,
 }
+# An id of each kind that names nothing.
+UNKNOWN_IDS = {"response": lambda: f"resp_{uuid.uuid4().hex}"}
 
 
 # --- the matrix -----------------------------------------------------------------------------
@@ -254,6 +280,7 @@ class Route:
 CONVERSATION = "/api/conversations/<uuid:conversation_id>"
 JOB = "/api/jobs/<uuid:job_id>"
 BATCH = "/api/batches/<uuid:batch_id>"
+RESPONSE = "/v1/responses/<string:response_id>"
 
 ROUTES_WITH_IDS = [
     Route("GET", CONVERSATION, "conversation"),
@@ -266,6 +293,8 @@ ROUTES_WITH_IDS = [
     Route("GET", BATCH, "batch"),
     Route("GET", f"{BATCH}/results", "batch"),
     Route("POST", f"{BATCH}/cancel", "batch"),
+    Route("GET", RESPONSE, "response"),
+    Route("POST", f"{RESPONSE}/cancel", "response"),
 ]
 
 # Admin-only routes with an id: not BOLA targets (admins act on every account), but a
@@ -287,17 +316,22 @@ def refusal(response, sent_id: str) -> tuple[int, str]:
     """What a refusal says, the request id left out and the id the caller sent masked: an
     answer may repeat that id, so it is compared with the answer for a different one."""
     error = dict(response.get_json()["error"])
-    error.pop("request_id")
+    error.pop("request_id", None)  # not in OpenAI's shape (under /v1)
     text = json.dumps(error, sort_keys=True)
     return response.status_code, re.sub(re.escape(sent_id), "<id>", text, flags=re.IGNORECASE)
 
 
-def hidden_404(response) -> None:
+def hidden_404(response, path: str = "") -> None:
     """The 404 error of a refused request; a stream answered instead fails at once rather
     than being read (the event stream of a job that never ends would hang the test)."""
     if response.status_code != 404:
         response.close()
         pytest.fail(f"expected 404, got {response.status_code} {response.mimetype}")
+    if path.startswith("/v1/"):  # OpenAI's error shape
+        error = response.get_json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}, error
+        assert (error["code"], error["param"]) == ("not_found", None), error
+        return
     assert "details" not in error_of(response, 404, "not_found")
 
 
@@ -366,10 +400,10 @@ def test_another_users_id_in_the_path_is_a_404_that_changes_nothing(
         route.url(target.id), method=route.method, json=route.json, headers=headers
     )
 
-    hidden_404(response)
+    hidden_404(response, route.rule)
     assert_leaks_nothing(response, target)
     # Indistinguishable from an id that does not exist: nothing tells Bob it is real.
-    unknown_id = str(uuid.uuid4())
+    unknown_id = UNKNOWN_IDS.get(route.kind, lambda: str(uuid.uuid4()))()
     missing = client.open(
         route.url(unknown_id), method=route.method, json=route.json, headers=headers
     )

@@ -22,7 +22,8 @@ the wait is 0 here, but each valid example still costs the 1 s Redis read before
 deadline is checked, so those two get fewer examples. The event streams (job events,
 POST /api/chat/stream, streamed completions) send only heartbeats until the job ends;
 schemathesis reads one for STREAM_READ_SECONDS, then validates the events it got (a
-cancelled job's stream does end, and is validated whole).
+cancelled job's stream does end, and is validated whole). Embeddings are asked of the model
+server by the API process itself: a fake Ollama answers them, so their 200s are checked too.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from api.extensions import db
 from api.services import accounts, api_keys, tokens
 from config.settings import TestingConfig
 from tests.conftest import PASSWORD
+from tests.fakes.ollama import FakeOllama
 from tests.helpers import app_with, bearer
 
 SEED = 20240531
@@ -136,9 +138,17 @@ def reset_state(app, redis_client) -> None:
         redis_client.delete(*keys)
 
 
+@pytest.fixture(scope="module")
+def model_server():
+    with FakeOllama() as fake:
+        yield fake
+
+
 @pytest.fixture
-def fuzz_app(monkeypatch, migrated_database, redis_client):
-    app = app_with(monkeypatch, CHAT_WAIT_SECONDS=0, SSE_HEARTBEAT_SECONDS=0.1)
+def fuzz_app(monkeypatch, migrated_database, redis_client, model_server):
+    app = app_with(
+        monkeypatch, CHAT_WAIT_SECONDS=0, SSE_HEARTBEAT_SECONDS=0.1, OLLAMA_URL=model_server.url
+    )
     yield app
     # Jobs stay queued without a worker: none may reach a worker of a later test.
     reset_state(app, redis_client)

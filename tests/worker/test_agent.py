@@ -18,15 +18,17 @@ from worker.agent.graph import build_agent, run_agent
 class RecordingHooks:
     def __init__(self, cancel_after: int | None = None):
         self.tokens: list[str] = []
+        self.logprobs: list[list[dict] | None] = []
         self.tool_calls: list[tuple[str, dict]] = []
         self.tool_results: list[tuple[str, str]] = []
         self.cancel_after = cancel_after
         self.cancelled = threading.Event()  # a cancel that arrives between tokens
 
-    def token(self, text: str) -> None:
+    def token(self, text: str, logprobs: list[dict] | None = None) -> None:
         if self.cancel_after is not None and len(self.tokens) >= self.cancel_after:
             raise JobCancelled
         self.tokens.append(text)
+        self.logprobs.append(logprobs)
 
     def tool_call(self, name, arguments) -> None:
         self.tool_calls.append((name, arguments))

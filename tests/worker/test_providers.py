@@ -9,7 +9,7 @@ from worker.providers import chat_model
 
 def test_the_token_limit_reaches_servers_that_read_either_name(app):
     config = {**app.config, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
-    model = chat_model(config, "tiny", max_tokens=7, temperature=0.2)
+    model = chat_model(config, "tiny", {"max_tokens": 7, "temperature": 0.2})
 
     payload = model._get_request_payload([HumanMessage(content="hi")])
 

@@ -2,14 +2,20 @@
 
     START → llm ─(tool calls, rounds left)→ tools → llm … ─(text)→ END
 
+The tools node runs the gateway's own (server-side) tools. A request that brings its own
+tools (the OpenAI-compatible API) gets a model bound to those instead, and the graph ends
+at the model's tool calls: they are the answer, and the client runs them.
+
 Every token the model streams goes to `hooks.token` as it arrives; tool calls and their
 results go to `hooks.tool_call` / `hooks.tool_result`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypedDict
@@ -22,6 +28,7 @@ from langchain_core.messages import (
     ToolMessage,
     message_chunk_to_message,
 )
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -34,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class Hooks(Protocol):
-    def token(self, text: str) -> None: ...
+    def token(self, text: str, logprobs: list[dict[str, Any]] | None = None) -> None: ...
     def tool_call(self, name: str, arguments: dict[str, Any]) -> None: ...
     def tool_result(self, name: str, content: str) -> None: ...
     def check(self) -> None:
@@ -47,6 +54,8 @@ class AgentResult:
     prompt_tokens: int | None  # None when the model server did not report it
     completion_tokens: int
     finish_reason: str
+    # The client's tools the model called, in OpenAI's shape; None when it answered text.
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class AgentState(TypedDict):
@@ -63,6 +72,54 @@ def _text(content: Any) -> str:
     if isinstance(content, list):  # content blocks
         return "".join(b.get("text", "") for b in content if isinstance(b, dict))
     return ""
+
+
+def _chunk_logprobs(chunk: AIMessageChunk) -> list[dict[str, Any]] | None:
+    """A chunk's token log probabilities as OpenAI's logprobs.content entries."""
+    found = (chunk.response_metadata or {}).get("logprobs")
+    if isinstance(found, dict):  # OpenAI-compatible servers: {"content": [...]}
+        found = found.get("content")
+    if not found:
+        return None
+    return [
+        {**_logprob(entry), "top_logprobs": [_logprob(top) for top in _get(entry, "top_logprobs")]}
+        for entry in found
+    ]
+
+
+def _get(entry: Any, name: str) -> Any:
+    # The ollama client gives pydantic models, OpenAI-compatible servers plain JSON.
+    return (entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)) or []
+
+
+def _logprob(entry: Any) -> dict[str, Any]:
+    token = _get(entry, "token") or ""
+    return {
+        "token": token,
+        "logprob": float(_get(entry, "logprob") or 0.0),
+        "bytes": list(_get(entry, "bytes")) or list(token.encode()),
+    }
+
+
+def openai_tool_calls(message: AIMessage) -> list[dict[str, Any]]:
+    """The model's tool calls as OpenAI's message.tool_calls (arguments as JSON text)."""
+    calls = [
+        (call.get("id"), call["name"], json.dumps(call.get("args") or {}, ensure_ascii=False))
+        for call in message.tool_calls
+    ]
+    # Arguments that were not valid JSON still reach the client, as the model wrote them.
+    calls += [
+        (call.get("id"), call.get("name") or "", call.get("args") or "")
+        for call in message.invalid_tool_calls
+    ]
+    return [
+        {
+            "id": call_id or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        for call_id, name, arguments in calls
+    ]
 
 
 def _finish_reason(message: AIMessage) -> str | None:
@@ -90,7 +147,7 @@ def stream_reply(
                 text = _text(chunk.content)
                 if text:
                     text_chunks += 1
-                    hooks.token(text)
+                    hooks.token(text, _chunk_logprobs(chunk))
             break
         except JobStopped:
             raise
@@ -138,14 +195,18 @@ def build_agent(
     *,
     max_tool_rounds: int,
     connect_retry_seconds: float,
+    client_model: Runnable | None = None,
 ):
+    """The agent graph. `client_model`, the model bound to the client's tools, replaces
+    `model` and `tools`: its tool calls end the graph."""
     tools_by_name = {tool.name: tool for tool in tools}
     with_tools = model.bind_tools(list(tools)) if tools else model
 
     def llm(state: AgentState) -> dict[str, Any]:
         use_tools = bool(tools) and state["tool_rounds"] < max_tool_rounds
+        chosen = client_model or (with_tools if use_tools else model)
         reply, text_chunks = stream_reply(
-            with_tools if use_tools else model,
+            chosen,
             state["messages"],
             hooks,
             retry_seconds=connect_retry_seconds,
@@ -159,11 +220,14 @@ def build_agent(
             # Some servers (llama.cpp) send no usage when streaming: they stream one token
             # per chunk, so the chunks count the completion; the prompt stays unknown.
             prompt, completion = None, text_chunks
+        finish_reason = _finish_reason(reply) or "stop"
+        if client_model is not None and (reply.tool_calls or reply.invalid_tool_calls):
+            finish_reason = "tool_calls"
         return {
             "messages": [reply],
             "prompt_tokens": prompt,
             "completion_tokens": state["completion_tokens"] + completion,
-            "finish_reason": _finish_reason(reply) or "stop",
+            "finish_reason": finish_reason,
         }
 
     def run_tools(state: AgentState) -> dict[str, Any]:
@@ -182,6 +246,8 @@ def build_agent(
 
     def after_llm(state: AgentState) -> str:
         last = state["messages"][-1]
+        if client_model is not None:
+            return END  # the client's tool calls are the answer
         return "tools" if tools and getattr(last, "tool_calls", None) else END
 
     graph = StateGraph(AgentState)
@@ -210,4 +276,5 @@ def run_agent(graph, messages: Sequence[AnyMessage], *, max_tool_rounds: int) ->
         prompt_tokens=state["prompt_tokens"],
         completion_tokens=state["completion_tokens"],
         finish_reason=state["finish_reason"],
+        tool_calls=openai_tool_calls(final) if state["finish_reason"] == "tool_calls" else None,
     )
