@@ -34,6 +34,26 @@ def openai_http_clients(
     )
 
 
+def _keep_whole_tool_schemas() -> None:
+    """Make the ollama client send a tool's JSON schema whole.
+
+    Its Tool model keeps only type/items/description/enum of each property and drops the
+    rest when it re-serializes a tool: a nested object's `properties` and `required`,
+    `anyOf`, `additionalProperties`, bounds. A client's tools must reach the model as the
+    client wrote them, so the two schema models keep what they do not know.
+    """
+    from ollama._types import ChatRequest, Tool
+
+    for model in (Tool.Function.Parameters.Property, Tool.Function.Parameters):
+        model.model_config["extra"] = "allow"
+        model.model_rebuild(force=True)
+    for model in (Tool.Function, Tool, ChatRequest):
+        model.model_rebuild(force=True)
+
+
+_keep_whole_tool_schemas()
+
+
 class _ChatOllama(ChatOllama):
     """ChatOllama with Ollama options it has no field for (the OpenAI penalties)."""
 
@@ -66,12 +86,10 @@ def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any])
         sync_client, async_client = openai_http_clients(
             config["LLM_READ_TIMEOUT"], config["LLM_CONNECT_TIMEOUT"]
         )
-        # Passed through as OpenAI names them: the server is OpenAI-compatible.
-        passed = {
-            name: params[name]
-            for name in ("response_format", "logit_bias")
-            if params.get(name) is not None
-        }
+        # Passed through as OpenAI names it: the server is OpenAI-compatible.
+        passed = (
+            {"response_format": params["response_format"]} if params.get("response_format") else {}
+        )
         return ChatOpenAI(
             model=model,
             base_url=config["OPENAI_BASE_URL"] or None,
@@ -85,6 +103,7 @@ def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any])
             frequency_penalty=params.get("frequency_penalty"),
             logprobs=params.get("logprobs"),
             top_logprobs=params.get("top_logprobs"),
+            logit_bias=params.get("logit_bias"),
             model_kwargs=passed,
             timeout=timeout,
             http_client=sync_client,

@@ -7,6 +7,8 @@ from api.schemas.openai_compat import (
     ChatCompletionChunkEventSchema,
     ChatCompletionRequestSchema,
     ChatCompletionSchema,
+    CompletionRequestSchema,
+    CompletionSchema,
     ModelListSchema,
 )
 from api.security import auth_required, current_identity
@@ -57,6 +59,43 @@ def chat_completions(payload):
         return sse.event_stream(frames, headers)
     job = jobs.wait_for_answer(job)
     return openai_compat.completion(job), headers
+
+
+@blp.route("/completions", methods=["POST"])
+@auth_required
+@blp.arguments(CompletionRequestSchema)
+@blp.response(200, CompletionSchema)
+@blp.alt_response(404, description="The model does not exist (code model_not_found)")
+@blp.alt_response(502, description="The model failed")
+@blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the job goes on")
+@blp.doc(
+    responses={
+        200: {
+            "description": "text_completion, or with stream: true its chunks",
+            "content": {"text/event-stream": {"schema": ChatCompletionChunkEventSchema}},
+        }
+    }
+)
+def completions(payload):
+    """Create a completion (OpenAI's legacy completions)
+
+    Served by the chat models: the prompt is sent as the user's message (after the
+    gateway's SYSTEM_PROMPT), on the same pipeline as chat completions. One prompt and one
+    choice per request; echo, suffix and best_of are refused.
+    """
+    request = openai_compat.completion_job_request(
+        payload, idempotency_key=idempotency_key(), cache=cache_mode()
+    )
+    job, _created = jobs.submit(current_identity(), request)
+    headers = {"X-Job-ID": str(job.id), **cache_header(job)}
+    if payload["stream"]:
+        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        frames = openai_compat.text_chunks(
+            job, sse.job_events(job.id, None), include_usage=include_usage
+        )
+        return sse.event_stream(frames, headers)
+    job = jobs.wait_for_answer(job)
+    return openai_compat.text_completion(job), headers
 
 
 @blp.route("/models", methods=["GET"])

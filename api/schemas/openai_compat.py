@@ -496,3 +496,81 @@ class OpenAIErrorSchema(ma.Schema):
     """The error shape under /v1, OpenAI's, so its client libraries understand it."""
 
     error = F.Nested(OpenAIErrorBodySchema, required=True)
+
+
+class PromptField(F.Field):
+    """A prompt: a string, or a list holding one string (one choice per prompt: n=1)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, list):
+            raise ma.ValidationError(
+                "One prompt per request: send several requests (they run in parallel)."
+            )
+        if not isinstance(value, str):
+            raise ma.ValidationError(
+                "Must be a string: token arrays are not supported (the model servers take text)."
+            )
+        if not value.strip():
+            raise ma.ValidationError("Must not be blank.")
+        message_fits(value)
+        return value
+
+
+class CompletionRequestSchema(StrictSchema):
+    """OpenAI's legacy completions, served by the chat models (the prompt is the user's
+    message)."""
+
+    model = F.String(required=True, validate=validate.Length(min=1, max=200))
+    prompt = PromptField(required=True, metadata={"oneOf": [{"type": "string"}]})
+    stream = StrictBoolean(load_default=False)
+    stream_options = F.Nested(StreamOptionsSchema, allow_none=True)
+    # OpenAI's default for this endpoint is 16 tokens.
+    max_tokens = StrictInteger(
+        load_default=16, allow_none=True, validate=[validate.Range(min=1), max_tokens_fits]
+    )
+    temperature = StrictFloat(allow_none=True, validate=validate.Range(min=0, max=2))
+    top_p = StrictFloat(allow_none=True, validate=validate.Range(min=0, max=1))
+    stop = StopField(allow_none=True, metadata={"oneOf": [{"type": "string"}, {"type": "array"}]})
+    seed = StrictInteger(allow_none=True)
+    presence_penalty = StrictFloat(allow_none=True, validate=validate.Range(min=-2, max=2))
+    frequency_penalty = StrictFloat(allow_none=True, validate=validate.Range(min=-2, max=2))
+    # The number of most likely tokens to list per position (0 to 5), as OpenAI's.
+    logprobs = StrictInteger(allow_none=True, validate=validate.Range(min=0, max=5))
+    logit_bias = F.Dict(keys=F.String(), values=StrictFloat(), allow_none=True)
+    n = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=128))
+    best_of = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=20))
+    echo = StrictBoolean(allow_none=True)
+    suffix = F.String(allow_none=True)
+    user = F.String(allow_none=True, validate=validate.Length(max=256))
+
+    @ma.validates_schema
+    def _refuse_the_unsupported(self, data, **kwargs):
+        if (data.get("n") or 1) > 1 or (data.get("best_of") or 1) > 1:
+            field = "n" if (data.get("n") or 1) > 1 else "best_of"
+            raise ma.ValidationError("Only one completion per request is supported.", field)
+        if data.get("echo"):
+            raise ma.ValidationError("echo is not supported: the prompt is yours already.", "echo")
+        if data.get("suffix"):
+            raise ma.ValidationError("suffix (fill-in-the-middle) is not supported.", "suffix")
+        if data.get("logit_bias") and current_app.config["LLM_PROVIDER"] == "ollama":
+            raise ma.ValidationError(
+                "Ollama has no logit bias; this gateway's model server is Ollama.", "logit_bias"
+            )
+
+
+class CompletionChoiceSchema(ma.Schema):
+    index = F.Integer()
+    text = F.String()
+    logprobs = F.Dict(allow_none=True)
+    finish_reason = F.String(allow_none=True)
+
+
+class CompletionSchema(ma.Schema):
+    id = F.String()
+    object = F.String()
+    created = F.Integer()
+    model = F.String()
+    choices = F.List(F.Nested(CompletionChoiceSchema))
+    usage = F.Nested(UsageSchema)

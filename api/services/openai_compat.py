@@ -4,6 +4,7 @@ job's events become chat.completion objects or chat.completion.chunk frames.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -198,6 +199,114 @@ def chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool) -> 
             for index, call in enumerate(event.data.get("tool_calls") or ()):
                 yield chunk({"tool_calls": [{"index": index, **call}]})
             yield chunk({}, _finish_reason(event.data.get("finish_reason")))
+            if include_usage:
+                usage = event.data.get("usage") or {}
+                figures = _usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+                yield _frame({**base, "choices": [], "usage": figures})
+            break
+        elif event.name == "error":
+            error = event.data.get("error") or {}
+            yield _error_frame(error.get("code", "model_error"), error.get("message", ""))
+            break
+        elif event.name == "cancelled":
+            yield _error_frame("cancelled", "The generation was cancelled.")
+            break
+    yield DONE_FRAME
+
+
+# --- legacy completions (/v1/completions) ------------------------------------------------
+
+
+def completion_job_request(
+    payload: dict[str, Any], *, idempotency_key: str | None, cache: str
+) -> jobs.JobRequest:
+    """The job for a legacy completions request: its prompt is the user's message to the
+    chat model (after SYSTEM_PROMPT), without tools."""
+    chat = {
+        **{name: payload.get(name) for name in OPTION_FIELDS if name in payload},
+        "model": payload["model"],
+        "messages": [{"role": "user", "content": payload["prompt"]}],
+        "max_tokens": payload.get("max_tokens"),
+        "temperature": payload.get("temperature"),
+        "logprobs": payload.get("logprobs") is not None,
+        "top_logprobs": payload.get("logprobs") or None,
+    }
+    request = job_request(chat, idempotency_key=idempotency_key, cache=cache)
+    return dataclasses.replace(request, tools=False)
+
+
+def _legacy_logprobs(entries: list[dict[str, Any]], offset: int = 0) -> dict[str, Any]:
+    """Chat logprobs entries in the legacy shape: parallel lists, top ones as a dict."""
+    offsets, position = [], offset
+    for entry in entries:
+        offsets.append(position)
+        position += len(entry["token"])
+    return {
+        "tokens": [entry["token"] for entry in entries],
+        "token_logprobs": [entry["logprob"] for entry in entries],
+        "top_logprobs": [
+            {top["token"]: top["logprob"] for top in entry.get("top_logprobs") or ()}
+            for entry in entries
+        ],
+        "text_offset": offsets,
+    }
+
+
+def text_completion(job: Job) -> dict[str, Any]:
+    """A succeeded job as a text_completion object."""
+    logprobs = _legacy_logprobs(job.logprobs or []) if _wants_logprobs(job) else None
+    return {
+        "id": f"cmpl-{job.id.hex}",
+        "object": "text_completion",
+        "created": int(job.created_at.timestamp()),
+        "model": job.model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "text": job.output or "",
+                "logprobs": logprobs,
+                "finish_reason": _finish_reason(job.finish_reason),
+            }
+        ],
+        "usage": _usage(job.prompt_tokens, job.completion_tokens),
+    }
+
+
+def text_chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool) -> Iterator[str]:
+    """A job's events as text_completion chunks, ending with `data: [DONE]`."""
+    base = {
+        "id": f"cmpl-{job.id.hex}",
+        "object": "text_completion",
+        "created": int(job.created_at.timestamp()),
+        "model": job.model,
+    }
+    with_logprobs = _wants_logprobs(job)
+    offset = 0
+
+    def chunk(text: str, finish_reason: str | None = None, logprobs=None) -> str:
+        choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+        return _frame({**base, "choices": [choice]})
+
+    sent_text = False
+    for event in events:
+        if event is None:
+            yield HEARTBEAT
+        elif event.name == "token":
+            sent_text = True
+            text = event.data["text"]
+            logprobs = None
+            if with_logprobs:
+                logprobs = _legacy_logprobs(event.data.get("logprobs") or [], offset)
+            offset += len(text)
+            yield chunk(text, logprobs=logprobs)
+        elif event.name == "reset" and sent_text:
+            yield _error_frame(
+                "generation_restarted", "The generation was interrupted and started over."
+            )
+            break
+        elif event.name == "done":
+            yield chunk("", _finish_reason(event.data.get("finish_reason")))
             if include_usage:
                 usage = event.data.get("usage") or {}
                 figures = _usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))

@@ -558,3 +558,72 @@ def test_raw_wire_format_of_a_tool_call(live, alice_key, fake_ollama):
     assert set(call) == {"id", "type", "function"}
     assert set(call["function"]) == {"name", "arguments"}
     assert isinstance(call["function"]["arguments"], str)
+
+
+# --- 4. legacy completions -----------------------------------------------------------------
+
+
+def test_a_legacy_completion_is_the_chat_models_answer_to_the_prompt(app, alice_sdk, fake_ollama):
+    marker = unique("complete this")
+
+    completion = alice_sdk.completions.create(model="light", prompt=marker, stop=[" w9"])
+
+    assert completion.object == "text_completion"
+    assert completion.id.startswith("cmpl-")
+    assert completion.choices[0].text == "w0 w1 w2 w3 w4 w5 w6 w7 w8"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.completion_tokens == 9
+    sent = the_model_request(fake_ollama, marker)
+    assert sent["messages"] == [
+        {"role": "system", "content": app.config["SYSTEM_PROMPT"]},
+        {"role": "user", "content": marker},
+    ]
+    assert sent["options"]["num_predict"] == 16  # OpenAI's default for completions
+    assert not sent.get("tools")  # never the gateway's web search
+
+
+def test_a_legacy_completion_streams_with_logprobs(alice_sdk, fake_ollama):
+    marker = unique("stream this")
+
+    chunks = list(
+        alice_sdk.completions.create(
+            model="light",
+            prompt=marker,
+            max_tokens=3,
+            logprobs=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+
+    text_chunks = [c for c in chunks if c.choices]
+    assert "".join(c.choices[0].text for c in text_chunks) == "w0 w1 w2"
+    tokens = [t for c in text_chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.tokens]
+    assert tokens == ["w0", " w1", " w2"]
+    offsets = [
+        o for c in text_chunks if c.choices[0].logprobs for o in c.choices[0].logprobs.text_offset
+    ]
+    assert offsets == [0, 2, 5]
+    assert len(text_chunks[0].choices[0].logprobs.top_logprobs[0]) == 2
+    assert [c.choices[0].finish_reason for c in text_chunks][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == 3
+    assert the_model_request(fake_ollama, marker)["top_logprobs"] == 2
+
+
+def test_legacy_completion_options_the_gateway_cannot_honour_are_refused(live, alice_key):
+    cases = {
+        "echo": {"echo": True},
+        "suffix": {"suffix": "end"},
+        "best_of": {"best_of": 2},
+        "n": {"n": 2},
+        "prompt": {"prompt": ["one", "two"]},
+    }
+    for param, fields in cases.items():
+        response = requests.post(
+            live.url + "/v1/completions",
+            json={"model": "light", "prompt": "hi", **fields},
+            headers={"Authorization": f"Bearer {alice_key['key']}"},
+            timeout=30,
+        )
+        error = openai_error(response, 400)
+        assert error["param"] == param, error
