@@ -71,3 +71,9 @@ lock: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# The peer gateways bench/compat.py compares with (LiteLLM's proxy), each in a virtualenv of
+# its own under bench/peers/, installed from the pins committed there.
+.PHONY: peers
+peers:
+	PYTHON=$(PYTHON) bash bench/peers/install.sh

@@ -432,13 +432,14 @@ class Stack:
         *,
         stdin_pipe: bool = False,
         stop_signal: int = signal.SIGTERM,
+        cwd: Path = ROOT,
     ) -> subprocess.Popen:
         with (self.log_dir / f"{name}.log").open("wb") as out:
             # Own session = own process group, so stop() reaches gunicorn's and celery's
             # children too.
             process = subprocess.Popen(  # noqa: S603
                 args,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=out,
@@ -652,8 +653,11 @@ class Stack:
         )
         return f"http://{HOST}:{port}"
 
-    def start_worker(self, threads: int, env: dict[str, str], name: str = "worker") -> None:
-        """One Celery worker (thread pool) for the light queue; `env` is added to app_env()."""
+    def start_worker(
+        self, threads: int, env: dict[str, str], name: str = "worker", queues: str = "light"
+    ) -> None:
+        """One Celery worker (thread pool) for `queues` (comma-separated: "light,heavy");
+        `env` is added to app_env()."""
         self.spawn(
             name,
             [
@@ -664,13 +668,13 @@ class Stack:
                 "worker.celery_app",
                 "worker",
                 "-Q",
-                "light",
+                queues,
                 "-P",
                 "threads",
                 "-c",
                 str(threads),
                 "-n",
-                "bench-light@%h",
+                f"bench-{queues.replace(',', '-')}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "-l",

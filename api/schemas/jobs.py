@@ -58,6 +58,11 @@ class JobSchema(ma.Schema):
     conversation_id = ma.fields.UUID(allow_none=True)
     message_id = ma.fields.UUID(attribute="assistant_message_id", allow_none=True)
     output = ma.fields.String(allow_none=True)
+    tool_calls = ma.fields.List(
+        ma.fields.Dict(),
+        allow_none=True,
+        metadata={"description": "The client's tools the model called (OpenAI-compatible API)"},
+    )
     finish_reason = ma.fields.String(allow_none=True)
     error = ma.fields.Method("dump_error", allow_none=True)
     usage = ma.fields.Method("dump_usage", allow_none=True)

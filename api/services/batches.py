@@ -255,6 +255,7 @@ def _result(job: Job) -> dict[str, Any]:
             "model": job.model,
             "tier": job.tier,
             "finish_reason": job.finish_reason,
+            **({"tool_calls": job.tool_calls} if job.tool_calls else {}),
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,

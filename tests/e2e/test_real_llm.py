@@ -92,6 +92,44 @@ def test_the_openai_package_gets_real_answers_within_its_token_limit(dev_stack):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 12
 
 
+def test_a_real_model_keeps_to_a_json_schema_and_gives_logprobs(dev_stack):
+    """llama.cpp's server constrains the output to the schema and reports log
+    probabilities: what the gateway passes on to an OpenAI-compatible server arrives."""
+    base = dev_stack.url
+    _headers, key = register_and_key(base, "schema@example.com")
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}, "sunny": {"type": "boolean"}},
+        "required": ["city", "sunny"],
+        "additionalProperties": False,
+    }
+
+    reply = client.chat.completions.create(
+        model="light",
+        messages=[{"role": "user", "content": "Describe the weather in Paris as JSON."}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "weather", "schema": schema, "strict": True},
+        },
+        max_tokens=100,
+        seed=7,
+    )
+    answer = json.loads(reply.choices[0].message.content)
+    assert set(answer) == {"city", "sunny"} and isinstance(answer["sunny"], bool)
+
+    reply = client.chat.completions.create(
+        model="light",
+        messages=[{"role": "user", "content": "Say hi."}],
+        max_tokens=5,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    content = reply.choices[0].logprobs.content
+    assert content and all(entry.logprob <= 0 for entry in content)
+    assert "".join(entry.token for entry in content) == reply.choices[0].message.content
+
+
 def stream_chat(base: str, headers: dict, message: str, model: str) -> list:
     response = requests.post(
         f"{base}/api/chat/stream",

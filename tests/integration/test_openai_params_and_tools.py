@@ -275,6 +275,7 @@ def test_a_tool_call_round_trip(app, alice_http, alice_sdk, fake_ollama):
     assert json.loads(call.function.arguments) == {"city": "Paris", "days": 3}
     job = alice_http.job(job_id_of(first.id))
     assert (job["status"], job["finish_reason"]) == ("succeeded", "tool_calls")
+    assert job["tool_calls"] == [call.model_dump()]
     assert first.usage.completion_tokens > 0
 
     # The client runs the tool and sends its result: the model answers from it.
