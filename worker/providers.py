@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import certifi
 import httpx
+import ollama
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_ollama import ChatOllama
+from langchain_ollama._utils import merge_auth_headers, parse_url_with_auth
+from pydantic import model_validator
 
 
 @functools.cache
@@ -54,10 +57,40 @@ def _keep_whole_tool_schemas() -> None:
 _keep_whole_tool_schemas()
 
 
+@functools.cache
+def ollama_clients(
+    host: str, read_timeout: float, connect_timeout: float
+) -> tuple[ollama.Client, ollama.AsyncClient]:
+    """The ollama clients of one server, shared by all jobs of the process.
+
+    ChatOllama would build two for every job (two httpx clients, their pools): each job
+    then opened a new connection to the model server and left the old pool to the
+    garbage collector. Shared, the jobs reuse kept-alive connections.
+    """
+    # Credentials in the URL (http://user:pass@host) become a header, as ChatOllama does it.
+    cleaned, auth_headers = parse_url_with_auth(host)
+    kwargs: dict[str, Any] = {
+        "timeout": httpx.Timeout(read_timeout, connect=connect_timeout),
+        "verify": ssl_context(),
+    }
+    merge_auth_headers(kwargs, auth_headers)
+    return ollama.Client(cleaned, **kwargs), ollama.AsyncClient(cleaned, **kwargs)
+
+
 class _ChatOllama(ChatOllama):
-    """ChatOllama with Ollama options it has no field for (the OpenAI penalties)."""
+    """ChatOllama on the process's shared clients, with Ollama options it has no field for
+    (the OpenAI penalties)."""
 
     extra_options: dict[str, Any] = {}
+    read_timeout: float
+    connect_timeout: float
+
+    @model_validator(mode="after")
+    def _set_clients(self) -> Self:  # replaces ChatOllama's, which builds new clients
+        self._client, self._async_client = ollama_clients(
+            self.base_url, self.read_timeout, self.connect_timeout
+        )
+        return self
 
     def _chat_params(self, messages, stop=None, **kwargs):
         params = super()._chat_params(messages, stop, **kwargs)
@@ -131,7 +164,8 @@ def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any])
         top_logprobs=(params.get("top_logprobs") or None) if params.get("logprobs") else None,
         format=_ollama_format(params.get("response_format")),
         extra_options=penalties,
-        client_kwargs={"timeout": timeout, "verify": ssl_context()},
+        read_timeout=config["LLM_READ_TIMEOUT"],
+        connect_timeout=config["LLM_CONNECT_TIMEOUT"],
     )
 
 

@@ -23,13 +23,14 @@ from langchain_core.messages import (
 from api.extensions import db, redis_store
 from api.models import Job
 from api.models.base import utcnow
+from api.models.job import TERMINAL_STATUSES
 from api.repositories import jobs as jobs_repo
 from api.services import jobs as jobs_service
 from api.services.prompts import model_messages
 from api.streams import EventWriter, cancel_key, lock_key
 from worker import providers
 from worker.agent.errors import JobCancelled, JobTimedOut, model_error
-from worker.agent.graph import AgentResult, build_agent, run_agent
+from worker.agent.graph import AgentResult, AgentRun, run_agent
 from worker.agent.structured import check_structured_output
 from worker.agent.tools import web_search_tool
 
@@ -180,17 +181,16 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
     params = job.input.get("params", {})
     model = providers.chat_model(config, job.model, params)
     tools = [web_search_tool(config, redis_store.client)] if params.get("tools", True) else []
-    rounds = config["AGENT_MAX_TOOL_ROUNDS"]
-    graph = build_agent(
-        model,
-        tools,
-        hooks,
-        max_tool_rounds=rounds,
+    run = AgentRun(
+        model=model,
+        hooks=hooks,
+        max_tool_rounds=config["AGENT_MAX_TOOL_ROUNDS"],
         connect_retry_seconds=config["LLM_CONNECT_RETRY_SECONDS"],
+        tools=tools,
         client_model=providers.with_client_tools(config, model, params),
     )
     messages = [_message(turn) for turn in model_messages(job.input["messages"])]
-    result = run_agent(graph, messages, max_tool_rounds=rounds)
+    result = run_agent(run, messages)
     if result.tool_calls is None:
         check_structured_output(params.get("response_format"), hooks.text)
     return result
@@ -241,27 +241,36 @@ def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
     """Run one delivery of a job. Raises JobBusy when another worker still holds it."""
     config = current_app.config
     client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
-    job = jobs_repo.get(uuid.UUID(job_id))
-    if job is None or job.is_terminal:
-        log.info("job %s skipped: %s", job_id, "unknown" if job is None else job.status)
-        return
     lock = JobLock(client, lock_key(prefix, job_id), config["JOB_LOCK_TTL"])
-    if not lock.acquire():
-        raise JobBusy(job_id)
     try:
-        _run_locked(job, queue=queue, hostname=hostname)
+        if not lock.acquire():
+            status = jobs_repo.status_of(uuid.UUID(job_id))
+            if status is None or status in TERMINAL_STATUSES:
+                log.info("job %s skipped: %s", job_id, status or "unknown")
+                return
+            raise JobBusy(job_id)
+        try:
+            _run_locked(uuid.UUID(job_id), queue=queue, hostname=hostname)
+        finally:
+            lock.release()
     finally:
-        lock.release()
         db.session.remove()
 
 
-def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
+def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
     config = current_app.config
-    attempt = jobs_repo.claim(job.id, utcnow())
+    # Claimed and loaded in one statement: the job as this attempt starts it.
+    job = jobs_repo.claim(job_id, utcnow())
+    if job is not None:
+        # No transaction stays open while the model generates (minutes): it would hold
+        # locks that block migrations and table maintenance, and die with a database
+        # restart. The job, fully loaded, is detached until its outcome is written.
+        db.session.expunge(job)
     db.session.commit()
-    if attempt is None:  # cancelled (or finished) between delivery and claim
+    if job is None:  # unknown, or cancelled (or finished) before this delivery
+        log.info("job %s skipped: it has ended or does not exist", job_id)
         return
-    db.session.refresh(job)
+    attempt = job.attempts
     writer = jobs_service.event_writer(job.id)
     log.info(
         "job %s attempt %s on queue %s",
@@ -280,11 +289,6 @@ def _run_locked(job: Job, *, queue: str, hostname: str | None) -> None:
     deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
     cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
     hooks = JobHooks(writer, redis_store.client, cancel_flag, deadline, start)
-    # No transaction stays open while the model generates (minutes): it would hold locks
-    # that block migrations and table maintenance, and die with a database restart. The
-    # job, fully loaded, is detached until its outcome is written.
-    db.session.expunge(job)
-    db.session.commit()
     try:
         hooks.check(force=True)
         result = generate(job, hooks)

@@ -48,12 +48,13 @@ def cancel_if_queued(job_id: uuid.UUID, when: datetime) -> bool:
     return result.first() is not None
 
 
-def claim(job_id: uuid.UUID, when: datetime) -> int | None:
-    """Mark a job running for a new attempt; its attempt number, or None if it has ended.
+def claim(job_id: uuid.UUID, when: datetime) -> Job | None:
+    """Mark a job running for a new attempt and load it, in one statement; None if it has
+    ended (or does not exist). Its `attempts` is the number of this attempt.
 
     A job still `running` is claimed too: that is a redelivery after its worker died.
     """
-    result = db.session.execute(
+    statement = (
         update(Job)
         .where(Job.id == job_id, Job.status.in_(("queued", "running")))
         .values(
@@ -62,10 +63,14 @@ def claim(job_id: uuid.UUID, when: datetime) -> int | None:
             started_at=func.coalesce(Job.started_at, when),
             first_token_at=None,
         )
-        .returning(Job.attempts)
+        .returning(Job)
     )
-    row = result.first()
-    return row[0] if row else None
+    # populate_existing: a Job already in the session takes the row as now written.
+    return db.session.scalar(statement, execution_options={"populate_existing": True})
+
+
+def status_of(job_id: uuid.UUID) -> str | None:
+    return db.session.scalar(select(Job.status).where(Job.id == job_id))
 
 
 def count_in_flight(user_id: uuid.UUID) -> int:

@@ -170,7 +170,7 @@ def assert_nothing_stored(app, redis_client) -> None:
 def start(app, job_id: uuid.UUID) -> None:
     """What a worker does when it takes a job: queued → running."""
     with app.app_context():
-        assert jobs_repo.claim(job_id, utcnow()) == 1
+        assert jobs_repo.claim(job_id, utcnow()).attempts == 1
         db.session.commit()
 
 

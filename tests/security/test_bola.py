@@ -127,7 +127,7 @@ def submit_job(client, owner: Account, message: str, **fields) -> dict:
 def play_worker_start(app, job_id: str, token_text: str) -> None:
     """What a worker does first: claim the job (queued → running), stream a token."""
     with app.app_context():
-        assert jobs_repo.claim(uuid.UUID(job_id), utcnow()) == 1
+        assert jobs_repo.claim(uuid.UUID(job_id), utcnow()).attempts == 1
         db.session.commit()
         jobs_service.event_writer(uuid.UUID(job_id)).emit("start", {"job_id": job_id})
         jobs_service.event_writer(uuid.UUID(job_id)).emit("token", {"text": token_text})
@@ -136,7 +136,7 @@ def play_worker_start(app, job_id: str, token_text: str) -> None:
 def play_worker_success(app, job_id: uuid.UUID, answer: str) -> None:
     """What a worker does for a job it answers: claim, store the answer message, finish."""
     with app.app_context():
-        assert jobs_repo.claim(job_id, utcnow()) == 1
+        assert jobs_repo.claim(job_id, utcnow()).attempts == 1
         db.session.commit()
         answer_job(db.session.get(Job, job_id), answer, 5, 3)
 

@@ -12,7 +12,7 @@ from langchain_ollama import ChatOllama
 
 from tests.fakes.ollama import FakeOllama
 from worker.agent.errors import JobCancelled, ModelError, model_error
-from worker.agent.graph import build_agent, run_agent
+from worker.agent.graph import AgentRun, run_agent
 
 
 class RecordingHooks:
@@ -69,11 +69,15 @@ def run(
     **model_kwargs,
 ):
     model = ChatOllama(model="llama3.2:3b", base_url=fake.url, **model_kwargs)
-    graph = build_agent(
-        model, list(tools), hooks, max_tool_rounds=rounds, connect_retry_seconds=retry_seconds
+    run = AgentRun(
+        model=model,
+        hooks=hooks,
+        max_tool_rounds=rounds,
+        connect_retry_seconds=retry_seconds,
+        tools=list(tools),
     )
     messages = [SystemMessage(content="be brief"), HumanMessage(content=text)]
-    return run_agent(graph, messages, max_tool_rounds=rounds)
+    return run_agent(run, messages)
 
 
 def test_tokens_stream_through_the_hooks_in_order(fake):

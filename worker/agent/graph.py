@@ -12,6 +12,7 @@ results go to `hooks.tool_call` / `hooks.tool_result`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -32,6 +33,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 
 from worker.agent.errors import JobStopped, ModelError, is_unavailable
 
@@ -188,79 +191,98 @@ def _pause(seconds: float, hooks: Hooks) -> None:
         time.sleep(min(left, 0.1))
 
 
-def build_agent(
-    model: BaseChatModel,
-    tools: Sequence[BaseTool],
-    hooks: Hooks,
-    *,
-    max_tool_rounds: int,
-    connect_retry_seconds: float,
-    client_model: Runnable | None = None,
-):
-    """The agent graph. `client_model`, the model bound to the client's tools, replaces
-    `model` and `tools`: its tool calls end the graph."""
-    tools_by_name = {tool.name: tool for tool in tools}
-    with_tools = model.bind_tools(list(tools)) if tools else model
+@dataclass(frozen=True)
+class AgentRun:
+    """What one run of the agent uses: its model, tools, hooks and limits.
 
-    def llm(state: AgentState) -> dict[str, Any]:
-        use_tools = bool(tools) and state["tool_rounds"] < max_tool_rounds
-        chosen = client_model or (with_tools if use_tools else model)
-        reply, text_chunks = stream_reply(
-            chosen,
-            state["messages"],
-            hooks,
-            retry_seconds=connect_retry_seconds,
-        )
-        usage = reply.usage_metadata
-        if usage:
-            prompt = state["prompt_tokens"]
-            prompt = None if prompt is None else prompt + usage.get("input_tokens", 0)
-            completion = usage.get("output_tokens", 0)
+    The graph itself is compiled once per process (`agent_graph`); each run passes its own
+    AgentRun as the graph's context, so nothing is built per job but the model.
+    `client_model`, the model bound to the client's tools, replaces `model` and `tools`:
+    its tool calls end the graph.
+    """
+
+    model: BaseChatModel
+    hooks: Hooks
+    max_tool_rounds: int
+    connect_retry_seconds: float
+    tools: Sequence[BaseTool] = ()
+    client_model: Runnable | None = None
+
+    @functools.cached_property
+    def tools_by_name(self) -> dict[str, BaseTool]:
+        return {tool.name: tool for tool in self.tools}
+
+    @functools.cached_property
+    def model_with_tools(self) -> Runnable:
+        return self.model.bind_tools(list(self.tools)) if self.tools else self.model
+
+
+def _llm(state: AgentState, runtime: Runtime[AgentRun]) -> dict[str, Any]:
+    run = runtime.context
+    use_tools = bool(run.tools) and state["tool_rounds"] < run.max_tool_rounds
+    chosen = run.client_model or (run.model_with_tools if use_tools else run.model)
+    reply, text_chunks = stream_reply(
+        chosen, state["messages"], run.hooks, retry_seconds=run.connect_retry_seconds
+    )
+    usage = reply.usage_metadata
+    if usage:
+        prompt = state["prompt_tokens"]
+        prompt = None if prompt is None else prompt + usage.get("input_tokens", 0)
+        completion = usage.get("output_tokens", 0)
+    else:
+        # Some servers (llama.cpp) send no usage when streaming: they stream one token
+        # per chunk, so the chunks count the completion; the prompt stays unknown.
+        prompt, completion = None, text_chunks
+    finish_reason = _finish_reason(reply) or "stop"
+    if run.client_model is not None and (reply.tool_calls or reply.invalid_tool_calls):
+        finish_reason = "tool_calls"
+    return {
+        "messages": [reply],
+        "prompt_tokens": prompt,
+        "completion_tokens": state["completion_tokens"] + completion,
+        "finish_reason": finish_reason,
+    }
+
+
+def _run_tools(state: AgentState, runtime: Runtime[AgentRun]) -> dict[str, Any]:
+    run = runtime.context
+    results = []
+    for call in state["messages"][-1].tool_calls:
+        name, arguments = call["name"], call.get("args") or {}
+        run.hooks.tool_call(name, arguments)
+        tool = run.tools_by_name.get(name)
+        if tool is None:
+            content = f"There is no tool named {name!r}."
         else:
-            # Some servers (llama.cpp) send no usage when streaming: they stream one token
-            # per chunk, so the chunks count the completion; the prompt stays unknown.
-            prompt, completion = None, text_chunks
-        finish_reason = _finish_reason(reply) or "stop"
-        if client_model is not None and (reply.tool_calls or reply.invalid_tool_calls):
-            finish_reason = "tool_calls"
-        return {
-            "messages": [reply],
-            "prompt_tokens": prompt,
-            "completion_tokens": state["completion_tokens"] + completion,
-            "finish_reason": finish_reason,
-        }
+            content = str(tool.invoke(arguments))
+        run.hooks.tool_result(name, content[:TOOL_RESULT_PREVIEW])
+        results.append(ToolMessage(content=content, tool_call_id=call["id"], name=name))
+    return {"messages": results, "tool_rounds": state["tool_rounds"] + 1}
 
-    def run_tools(state: AgentState) -> dict[str, Any]:
-        results = []
-        for call in state["messages"][-1].tool_calls:
-            name, arguments = call["name"], call.get("args") or {}
-            hooks.tool_call(name, arguments)
-            tool = tools_by_name.get(name)
-            if tool is None:
-                content = f"There is no tool named {name!r}."
-            else:
-                content = str(tool.invoke(arguments))
-            hooks.tool_result(name, content[:TOOL_RESULT_PREVIEW])
-            results.append(ToolMessage(content=content, tool_call_id=call["id"], name=name))
-        return {"messages": results, "tool_rounds": state["tool_rounds"] + 1}
 
-    def after_llm(state: AgentState) -> str:
-        last = state["messages"][-1]
-        if client_model is not None:
-            return END  # the client's tool calls are the answer
-        return "tools" if tools and getattr(last, "tool_calls", None) else END
+def _after_llm(state: AgentState, runtime: Runtime[AgentRun]) -> str:
+    run = runtime.context
+    if run.client_model is not None:
+        return END  # the client's tool calls are the answer
+    last = state["messages"][-1]
+    return "tools" if run.tools and getattr(last, "tool_calls", None) else END
 
-    graph = StateGraph(AgentState)
-    graph.add_node("llm", llm)
-    graph.add_node("tools", run_tools)
+
+@functools.cache
+def agent_graph() -> CompiledStateGraph:
+    """The agent graph, compiled once per process (compiling costs milliseconds per job)."""
+    graph = StateGraph(AgentState, context_schema=AgentRun)
+    graph.add_node("llm", _llm)
+    graph.add_node("tools", _run_tools)
     graph.add_edge(START, "llm")
-    graph.add_conditional_edges("llm", after_llm, {"tools": "tools", END: END})
+    graph.add_conditional_edges("llm", _after_llm, {"tools": "tools", END: END})
     graph.add_edge("tools", "llm")
     return graph.compile()
 
 
-def run_agent(graph, messages: Sequence[AnyMessage], *, max_tool_rounds: int) -> AgentResult:
-    state = graph.invoke(
+def run_agent(run: AgentRun, messages: Sequence[AnyMessage]) -> AgentResult:
+    """Run the agent on `messages` until it answers (text, or the client's tool calls)."""
+    state = agent_graph().invoke(
         {
             "messages": list(messages),
             "tool_rounds": 0,
@@ -268,7 +290,8 @@ def run_agent(graph, messages: Sequence[AnyMessage], *, max_tool_rounds: int) ->
             "completion_tokens": 0,
             "finish_reason": "stop",
         },
-        {"recursion_limit": 2 * max_tool_rounds + 4},
+        {"recursion_limit": 2 * run.max_tool_rounds + 4},
+        context=run,
     )
     final = state["messages"][-1]
     return AgentResult(
