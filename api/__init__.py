@@ -15,6 +15,7 @@ from api import (  # noqa: F401
     metrics,
     models,
     openapi,
+    overhead,
     queue,
     request_log,
 )
@@ -40,6 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     request_log.init_app(app)  # first: every later hook and error has a request id
     metrics.init_app(app)
+    overhead.init_app(app)  # X-Gateway-Overhead-Ms on every generated answer
     http_guards.init_app(app)
     errors.init_app(app)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from flask import Response, current_app, stream_with_context
 
+from api import overhead
 from api.extensions import db, redis_store
 from api.models import Job
 from api.relay import read_events
@@ -76,6 +77,7 @@ def job_events(job_id: uuid.UUID, after: str | None) -> Iterator[Event | None]:
     for event in read_events(str(job_id), after=start, wait=wait):
         yield event
         if event is not None:
+            overhead.relayed(event)  # the client has it now
             continue
         # A job that ended without a stream (e.g. never enqueued, or the stream expired
         # while we waited) would otherwise keep this connection open forever.
@@ -86,10 +88,18 @@ def job_events(job_id: uuid.UUID, after: str | None) -> Iterator[Event | None]:
                 return
 
 
-def events(job_id: uuid.UUID, after: str | None) -> Iterator[str]:
-    """SSE text for a job from `after` (a Last-Event-ID) to its terminal event."""
+def answer_events(job_id: uuid.UUID, after: str | None = None) -> Iterator[Event | None]:
+    """job_events for a response about to start: a new reader's events up to the job's
+    `start` are read first, so that the response's headers carry the gateway's overhead
+    (api/overhead.py). A reader resuming after an event has seen the start already."""
+    events = job_events(job_id, after)
+    return events if after else overhead.until_start(events)
+
+
+def frames(events: Iterator[Event | None]) -> Iterator[str]:
+    """SSE text for a job's events, with heartbeats for the silences."""
     yield "retry: 2000\n\n"
-    for event in job_events(job_id, after):
+    for event in events:
         yield HEARTBEAT if event is None else event.to_sse()
 
 
@@ -109,4 +119,5 @@ def event_stream(body: Iterator[str], headers: dict | None = None) -> Response:
 
 
 def response(job_id: uuid.UUID, after: str | None, *, headers: dict | None = None) -> Response:
-    return event_stream(events(job_id, after), headers)
+    """A job's events from `after` (a Last-Event-ID) to its terminal event, as SSE."""
+    return event_stream(frames(answer_events(job_id, after)), headers)

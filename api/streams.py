@@ -16,14 +16,19 @@ import json
 import re
 from typing import Any
 
+import orjson
 import redis
 
 TERMINAL_EVENTS = frozenset({"done", "error", "cancelled"})
 
 
-def compact_json(data: dict[str, Any]) -> str:
-    """Event data as stored in a stream and sent to clients (one line, no spaces)."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+def compact_json(data: Any) -> str:
+    """JSON as stored in a stream and sent to clients: one line, no spaces, UTF-8 as is.
+
+    orjson: every token of every answer is encoded here (and every SSE frame), at a
+    fraction of the standard library's cost.
+    """
+    return orjson.dumps(data).decode()
 
 
 class Event:

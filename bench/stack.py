@@ -598,7 +598,6 @@ class Stack:
             "REDIS_KEY_PREFIX": self.storage.prefix,
             # Pinned so that a caller's environment cannot point the stack elsewhere.
             "CELERY_BROKER_URL": self.storage.redis_url,
-            "CELERY_RESULT_BACKEND": self.storage.redis_url,
             "LLM_PROVIDER": "ollama",
             "MODEL_LIGHT": MODEL,
             "LOG_LEVEL": "WARNING",

@@ -95,7 +95,11 @@ class JobHooks:
     ):
         self._writer, self._client, self._cancel_flag = writer, client, cancel_flag
         self._start = start
+        self._claimed = time.perf_counter()
         self._deadline = deadline
+        # The gateway's stages before the model request (api/overhead.py), once known.
+        self.overhead: dict[str, float] | None = None
+        self.begun = False
         self._next_cancel_check = 0.0
         self.parts: list[str] = []
         # Each part's token log probabilities, when the model server sends them.
@@ -105,6 +109,18 @@ class JobHooks:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    def begin(self, job: Job | None = None) -> None:
+        """Announce the start, right before the model request: with the time the job
+        waited in the queue and the worker's own set-up (none when it never got there)."""
+        if job is not None:
+            self.overhead = {
+                "queue": job.queue_wait_ms or 0.0,
+                "setup": (time.perf_counter() - self._claimed) * 1000,
+            }
+            self._start["overhead_ms"] = {k: round(v, 2) for k, v in self.overhead.items()}
+        self.begun = True
+        self._writer.emit("start", self._start)
 
     def check(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -190,6 +206,7 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
         client_model=providers.with_client_tools(config, model, params),
     )
     messages = [_message(turn) for turn in model_messages(job.input["messages"])]
+    hooks.begin(job)
     result = run_agent(run, messages)
     if result.tool_calls is None:
         check_structured_output(params.get("response_format"), hooks.text)
@@ -201,6 +218,8 @@ def _finish(
 ) -> None:
     db.session.add(job)  # back from its detachment during the generation
     if hooks is not None:
+        if not hooks.begun:  # it ended before its model was asked: start, then the end
+            hooks.begin()
         fields = {
             "first_token_at": hooks.first_token_at,
             "output": hooks.text or None,
@@ -208,7 +227,8 @@ def _finish(
             "chunks": hooks.chunks,
             **fields,
         }
-    jobs_service.finish(job, status, event=event, **fields)
+    overhead = hooks.overhead if hooks is not None else None
+    jobs_service.finish(job, status, event=event, overhead=overhead, **fields)
 
 
 def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> None:
@@ -285,7 +305,6 @@ def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
     if attempt > 1:
         writer.emit("reset", {"attempt": attempt, "reason": "the job started over"})
     start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, "attempt": attempt}
-    writer.emit("start", start)
     deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
     cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
     hooks = JobHooks(writer, redis_store.client, cancel_flag, deadline, start)

@@ -24,8 +24,9 @@ def tag_request(*, tier: str) -> None:
     g.metrics_tier = tier
 
 
-def record_job(job: Job) -> None:
-    """Record a job that has just ended (called by the API and by the workers)."""
+def record_job(job: Job, overhead: dict[str, float] | None = None) -> None:
+    """Record a job that has just ended (called by the API and by the workers);
+    `overhead`: the worker's stages of api/overhead.py, in milliseconds."""
     generating_ms = elapsed_ms(job.first_token_at, job.finished_at)
     tokens_per_second = None
     if not job.cached and job.completion_tokens and generating_ms:
@@ -40,6 +41,7 @@ def record_job(job: Job) -> None:
         queue_wait_ms=None if job.cached else job.queue_wait_ms,
         ttft_ms=None if job.cached else job.ttft_ms,
         tokens_per_second=tokens_per_second,
+        overhead=overhead,
     )
 
 
@@ -54,7 +56,10 @@ def init_app(app: Flask) -> None:
         duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
         status = response.status_code
         route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+        overhead = g.get("overhead")  # api/overhead.py: a submitted job's first stage
+        submit = overhead.submit if overhead is not None else None
         store.record_request(
+            overhead={"submit": submit} if submit is not None else None,
             route=route,
             method=request.method,
             status=status,

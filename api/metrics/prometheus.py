@@ -124,6 +124,17 @@ class SnapshotCollector:
         for family, _scale in job_families.values():
             yield family
 
+        overhead = HistogramMetricFamily(
+            "gateway_overhead_seconds",
+            "The gateway's own time per answer, by stage: submit (request to queued), queue "
+            "(queued to claimed), setup (claimed to model request), relay (first token "
+            "written to sent)",
+            labels=["stage"],
+        )
+        for stage, histogram in sorted(snapshot.overhead.items()):
+            _add(overhead, [stage], histogram, 0.001)
+        yield overhead
+
         yield _counter(
             "gateway_tokens",
             "Tokens the model servers processed",

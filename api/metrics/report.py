@@ -81,6 +81,11 @@ def _tier_section(snapshot: store.Snapshot, live: LiveState, tier: str, model: s
     }
 
 
+def _overhead(snapshot: store.Snapshot, stage: str) -> dict:
+    empty = store.Histogram(store.OVERHEAD_BUCKETS_MS)
+    return snapshot.overhead.get(stage, empty).summary()
+
+
 def build(snapshot: store.Snapshot, live: LiveState) -> dict:
     """The JSON report: requests, per-tier jobs, tokens by model and rate limiting."""
     models = tier_models()
@@ -97,6 +102,8 @@ def build(snapshot: store.Snapshot, live: LiveState) -> dict:
         "tiers": {tier: _tier_section(snapshot, live, tier, models[tier]) for tier in TIERS},
         "tokens_by_model": tokens,
         "rate_limited": {"total": sum(by_reason.values()), "by_reason": dict(by_reason)},
+        # The gateway's own time per answer, by stage (api/overhead.py), in milliseconds.
+        "overhead_ms": {stage: _overhead(snapshot, stage) for stage in store.OVERHEAD_STAGES},
     }
 
 

@@ -33,6 +33,10 @@ RATE_BUCKETS: tuple[float, ...] = (
 INF = "+Inf"
 SLOWEST_KEPT = 5
 
+# The gateway's own overhead per answer (api/overhead.py): often below a millisecond.
+OVERHEAD_BUCKETS_MS: tuple[float, ...] = (0.1, 0.25, 0.5, *DURATION_BUCKETS_MS)
+OVERHEAD_STAGES = ("submit", "queue", "setup", "relay")
+
 # Job histograms: what they measure, and their buckets.
 JOB_HISTOGRAMS = {
     "queue_wait_ms": DURATION_BUCKETS_MS,
@@ -75,9 +79,12 @@ def record_request(
     path: str,
     request_id: str | None,
     at: str,
+    overhead: dict[str, float] | None = None,
 ) -> None:
     series = f"{route}|{method}"
     pipe = redis_store.client.pipeline(transaction=False)
+    if overhead:
+        _observe_overhead(pipe, overhead)
     pipe.hincrby(_key("requests"), f"{series}|{status}", 1)
     _observe(pipe, _key("request_duration"), series, duration_ms, DURATION_BUCKETS_MS)
     slow = {
@@ -99,6 +106,18 @@ def record_rate_limited(reason: str, tier: str | None) -> None:
     _execute(pipe, "a rate-limited request")
 
 
+def _observe_overhead(pipe, stages: dict[str, float]) -> None:
+    for stage, value in stages.items():
+        _observe(pipe, _key("overhead"), stage, value, OVERHEAD_BUCKETS_MS)
+
+
+def record_overhead(stages: dict[str, float]) -> None:
+    """Observe overhead stages (milliseconds) measured by this process."""
+    pipe = redis_store.client.pipeline(transaction=False)
+    _observe_overhead(pipe, stages)
+    _execute(pipe, "the overhead")
+
+
 def record_job(
     *,
     tier: str,
@@ -110,8 +129,11 @@ def record_job(
     queue_wait_ms: float | None,
     ttft_ms: float | None,
     tokens_per_second: float | None,
+    overhead: dict[str, float] | None = None,
 ) -> None:
     pipe = redis_store.client.pipeline(transaction=False)
+    if overhead:  # the worker's stages, in the job's one round trip
+        _observe_overhead(pipe, overhead)
     jobs = _key("jobs")
     pipe.hincrby(jobs, f"{tier}|{status}", 1)
     if cached:
@@ -207,6 +229,7 @@ class Snapshot:
     tokens: dict[str, int]  # "model|prompt" / "model|completion" → tokens
     job_histograms: dict[str, Histogram]  # "kind|tier" → histogram
     rate_limited: dict[str, int]  # "tier|reason" → count
+    overhead: dict[str, Histogram]  # stage → histogram
 
 
 def read() -> Snapshot:
@@ -215,7 +238,8 @@ def read() -> Snapshot:
         pipe.hgetall(_key(name))
     pipe.zrevrange(_key("slowest"), 0, SLOWEST_KEPT - 1)
     pipe.hgetall(_key("rate_limited"))
-    requests, durations, jobs, tokens, job_histograms, slowest, limited = pipe.execute()
+    pipe.hgetall(_key("overhead"))
+    requests, durations, jobs, tokens, job_histograms, slowest, limited, overhead = pipe.execute()
     return Snapshot(
         requests=_counters(requests),
         request_durations=_histograms(durations, lambda _series: DURATION_BUCKETS_MS),
@@ -226,10 +250,11 @@ def read() -> Snapshot:
             job_histograms, lambda series: JOB_HISTOGRAMS[series.partition("|")[0]]
         ),
         rate_limited=_counters(limited),
+        overhead=_histograms(overhead, lambda _stage: OVERHEAD_BUCKETS_MS),
     )
 
 
 def reset() -> None:
     """Forget every metric (the usage log in PostgreSQL is untouched)."""
     names = ("requests", "request_duration", "slowest", "jobs", "tokens", "job_histograms")
-    redis_store.client.delete(*(_key(name) for name in (*names, "rate_limited")))
+    redis_store.client.delete(*(_key(name) for name in (*names, "rate_limited", "overhead")))

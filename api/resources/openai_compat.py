@@ -53,9 +53,7 @@ def chat_completions(payload):
     headers = {"X-Job-ID": str(job.id), **cache_header(job)}
     if payload["stream"]:
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-        frames = openai_compat.chunks(
-            job, sse.job_events(job.id, None), include_usage=include_usage
-        )
+        frames = openai_compat.chunks(job, sse.answer_events(job.id), include_usage=include_usage)
         return sse.event_stream(frames, headers)
     job = jobs.wait_for_answer(job)
     return openai_compat.completion(job), headers
@@ -91,7 +89,7 @@ def completions(payload):
     if payload["stream"]:
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         frames = openai_compat.text_chunks(
-            job, sse.job_events(job.id, None), include_usage=include_usage
+            job, sse.answer_events(job.id), include_usage=include_usage
         )
         return sse.event_stream(frames, headers)
     job = jobs.wait_for_answer(job)

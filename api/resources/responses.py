@@ -28,7 +28,10 @@ STREAM_DOC = {
 
 
 def _stream(job, after: int | None = None):
-    frames = responses.sse(job, sse.job_events(job.id, None), after=after)
+    # A resumed stream (after a sequence number) is read from its start too, and
+    # filtered: OpenAI's sequence numbers count every event.
+    events = sse.answer_events(job.id) if after is None else sse.job_events(job.id, None)
+    frames = responses.sse(job, events, after=after)
     return sse.event_stream(frames, {"X-Job-ID": str(job.id), **cache_header(job)})
 
 

@@ -6,7 +6,6 @@ survives restarts of the API and of the workers.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from api.security import Identity
 from api.services import jobs, openai_compat, routing, usage
 from api.services.batch_progress import settle
 from api.services.errors import Conflict, InvalidBatch, NotFound, ServiceError
+from api.streams import compact_json
 
 log = logging.getLogger(__name__)
 
@@ -277,4 +277,4 @@ def _result(job: Job) -> dict[str, Any]:
 def results(batch: Batch) -> Iterator[str]:
     """One JSON line per ended request, in submission order."""
     for job in batches_repo.ended_jobs(batch.id):
-        yield json.dumps(_result(job), ensure_ascii=False, separators=(",", ":")) + "\n"
+        yield compact_json(_result(job)) + "\n"

@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from api import metrics, queue
+from api import metrics, overhead, queue
 from api.extensions import db, redis_store
 from api.models import Conversation, Job, Message
 from api.models.base import utcnow
@@ -153,15 +153,16 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
             raise
         return existing, False
 
+    leader_id = None
+    if answer is None and cache_key and request.cache == "use":
+        leader_id = response_cache.join_flight(cache_key, job.id)
     if answer is not None:  # nothing to enqueue: the answer is already there
         _publish_cached(job, answer)
-        return job, True
-    if cache_key and request.cache == "use":
-        leader_id = response_cache.join_flight(cache_key, job.id)
-        if leader_id is not None:
-            _follow(job, leader_id)
-            return job, True
-    _enqueue(job)
+    elif leader_id is not None:
+        _follow(job, leader_id)
+    else:
+        _enqueue(job)
+    overhead.submitted(cached=answer is not None)
     return job, True
 
 
@@ -354,12 +355,14 @@ def finish(
     *,
     event: tuple[str, dict[str, Any]] | None = None,
     chunks: Chunks | None = None,
+    overhead: dict[str, float] | None = None,
     **fields: Any,
 ) -> None:
     """End a job with `status` and its usage row, in one commit (API and worker alike).
 
     `event` is the job's terminal event for its stream; `chunks` are the answer's tokens
-    as streamed, kept in the cache for replay.
+    as streamed, kept in the cache for replay; `overhead` the worker's stages of
+    api/overhead.py, for the metrics.
     """
     job.status = status
     job.finished_at = utcnow()
@@ -367,11 +370,14 @@ def finish(
         setattr(job, name, value)
     usage.record_job(job)
     db.session.commit()
-    _after_end(job, event, chunks)
+    _after_end(job, event, chunks, overhead)
 
 
 def _after_end(
-    job: Job, event: tuple[str, dict[str, Any]] | None, chunks: Chunks | None = None
+    job: Job,
+    event: tuple[str, dict[str, Any]] | None,
+    chunks: Chunks | None = None,
+    overhead: dict[str, float] | None = None,
 ) -> None:
     """Once a job's end is committed: cache its answer, announce the end, settle followers.
 
@@ -394,7 +400,7 @@ def _after_end(
     if event is not None:
         event_writer(job.id).emit(*event)
     redis_store.client.delete(enqueued_key(current_app.config["REDIS_KEY_PREFIX"], str(job.id)))
-    metrics.record_job(job)
+    metrics.record_job(job, overhead)
     if job.batch_id is not None:
         batch_progress.settle(job.batch_id)
     if leads:
@@ -440,6 +446,8 @@ def wait_until_ended(job: Job) -> None:
     db.session.close()  # no connection held while waiting
     events = read_events(str(job.id), wait=1.0)
     for event in events:
+        if event is not None and event.name == "start":
+            overhead.started(event.data)
         if event is not None and event.is_terminal:
             return
         if time.monotonic() >= deadline:

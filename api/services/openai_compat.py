@@ -5,7 +5,6 @@ job's events become chat.completion objects or chat.completion.chunk frames.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from api.chat_messages import text_of
 from api.models import Job
 from api.services import embeddings, jobs, routing
 from api.services.errors import InvalidInput, NotFound
-from api.streams import Event
+from api.streams import Event, compact_json
 
 DONE_FRAME = "data: [DONE]\n\n"
 HEARTBEAT = ": ping\n\n"
@@ -155,7 +154,7 @@ def completion(job: Job) -> dict[str, Any]:
 
 
 def _frame(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    return f"data: {compact_json(data)}\n\n"
 
 
 def _error_frame(code: str, message: str) -> str:

@@ -18,6 +18,7 @@ from flask import current_app
 
 from api.extensions import redis_store
 from api.services.prompts import model_messages
+from api.streams import compact_json
 
 # Bumped when the key material changes shape, so old entries are never misread.
 KEY_VERSION = 1
@@ -90,7 +91,7 @@ def lookup(key: str) -> CachedAnswer | None:
 
 
 def store(key: str, answer: CachedAnswer) -> None:
-    payload = json.dumps(asdict(answer), ensure_ascii=False, separators=(",", ":"))
+    payload = compact_json(asdict(answer))
     redis_store.client.set(_entry_key(key), payload, ex=current_app.config["CACHE_TTL_SECONDS"])
 
 

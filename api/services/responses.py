@@ -12,7 +12,6 @@ exactly after event N (while the stream is kept: STREAM_TTL_SECONDS after the en
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -29,7 +28,7 @@ from api.schemas.responses import LOGPROBS_INCLUDE
 from api.security import Identity
 from api.services import jobs, openai_compat
 from api.services.errors import Conflict, InvalidInput, NotFound
-from api.streams import Event
+from api.streams import Event, compact_json
 
 ID_PREFIX = "resp_"
 HEARTBEAT = ": ping\n\n"
@@ -457,5 +456,4 @@ def sse(job: Job, stream: Iterable[Event | None], *, after: int | None = None) -
         if after is not None and sequence <= after:
             continue
         data = {"type": event["type"], "sequence_number": sequence, **event}
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        yield f"event: {event['type']}\ndata: {body}\n\n"
+        yield f"event: {event['type']}\ndata: {compact_json(data)}\n\n"
