@@ -72,8 +72,18 @@ lock: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-# The peer gateways bench/compat.py compares with (LiteLLM's proxy), each in a virtualenv of
-# its own under bench/peers/, installed from the pins committed there.
-.PHONY: peers
+# The peer gateways bench/compat.py and bench/peers.py compare with (LiteLLM's proxy), each
+# in a virtualenv of its own under bench/peers/, installed from the pins committed there.
+LITELLM := bench/peers/.venv-litellm/bin/litellm
+.PHONY: peers bench-peers
 peers:
 	PYTHON=$(PYTHON) bash bench/peers/install.sh
+
+# Made on first use only: `make peers` installs it again.
+$(LITELLM):
+	PYTHON=$(PYTHON) bash bench/peers/install.sh
+
+# Streamed chat side by side: the model server direct, LiteLLM's proxy and this gateway
+# (TTFT added, requests/s, CPU per request); options in ARGS, e.g. ARGS="--repeat 1".
+bench-peers: install services $(LITELLM)
+	$(BIN)/python bench/peers.py $(ARGS)

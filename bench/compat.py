@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import json
-import os
 import re
-import secrets
-import subprocess
 import sys
 import time
 import traceback
@@ -35,12 +31,19 @@ import uuid
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import openai
+from peers_litellm import (
+    EMBEDDING_MODEL,
+    VISION_MODEL,
+    add_litellm_arguments,
+    litellm_binary,
+    litellm_version,
+    start_litellm,
+)
 from stack import (
     HOST,
     MODEL,
@@ -50,7 +53,6 @@ from stack import (
     StackError,
     Storage,
     create_api_key,
-    free_port,
     logger,
     parse_overrides,
 )
@@ -60,9 +62,6 @@ if str(ROOT) not in sys.path:  # the fake model server lives in the tests
 from tests.fakes.ollama import FakeOllama, embedding_for, numbered_words, tokenize
 
 STORAGE = Storage(db_name="llm_gateway_bench_compat", redis_db=13, prefix="gwbench-compat:")
-LITELLM = ROOT / "bench" / "peers" / ".venv-litellm" / "bin" / "litellm"
-VISION_MODEL = "qwen2.5:7b"  # the gateway's heavy tier; the fake takes images for it
-EMBEDDING_MODEL = "nomic-embed-text"
 LIGHT = "light"
 REPLY = numbered_words(20)  # what the fake model answers by default
 CALL_TIMEOUT = 30.0  # seconds for one SDK call
@@ -1093,90 +1092,6 @@ def gateway_env(fake_url: str, overrides: dict[str, str]) -> dict[str, str]:
     }
 
 
-def litellm_config(fake_url: str, master_key: str, *, drop_params: bool) -> str:
-    """LiteLLM's proxy config: the gateway's model names on the same fake server."""
-    chat = {
-        "light": MODEL,
-        MODEL: MODEL,
-        "heavy": VISION_MODEL,
-        VISION_MODEL: VISION_MODEL,
-    }
-    lines = ["model_list:"]
-    for name, model in chat.items():
-        lines += [
-            f'  - model_name: "{name}"',
-            "    litellm_params:",
-            f'      model: "ollama_chat/{model}"',
-            f'      api_base: "{fake_url}"',
-        ]
-    lines += [
-        f'  - model_name: "{EMBEDDING_MODEL}"',
-        "    litellm_params:",
-        f'      model: "ollama/{EMBEDDING_MODEL}"',
-        f'      api_base: "{fake_url}"',
-        "litellm_settings:",
-        # LiteLLM's default: a parameter the provider does not take is a 400.
-        f"  drop_params: {'true' if drop_params else 'false'}",
-        "  telemetry: false",
-        "general_settings:",
-        f'  master_key: "{master_key}"',
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def litellm_env() -> dict[str, str]:
-    """The proxy's environment: none of the caller's database, Redis or provider settings."""
-    dropped = ("DATABASE_URL", "REDIS_", "OPENAI_", "LITELLM_", "OLLAMA_", "STORE_MODEL")
-    env = {name: value for name, value in os.environ.items() if not name.startswith(dropped)}
-    return {
-        **env,
-        "LITELLM_MODE": "PRODUCTION",  # no .env file read from the working directory
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # the packaged price map, no download
-        "LITELLM_LOG": "ERROR",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def start_litellm(
-    stack: Stack, fake_url: str, binary: Path, *, drop_params: bool
-) -> tuple[str, str]:
-    """LiteLLM's proxy on a free port; (base URL, master key)."""
-    master_key = "sk-compat-" + secrets.token_hex(8)
-    config = stack.log_dir / "litellm.yaml"
-    config.write_text(litellm_config(fake_url, master_key, drop_params=drop_params))
-    port = free_port()
-    stack.spawn(
-        "litellm",
-        [str(binary), "--config", str(config), "--host", HOST, "--port", str(port)],
-        litellm_env(),
-        cwd=stack.log_dir,
-    )
-    base = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        stack.check_alive("litellm")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/health/liveliness", timeout=2).status_code == 200:
-                return base, master_key
-        time.sleep(0.5)
-    raise StackError(f"LiteLLM was not up within 120 s:\n{stack.tail('litellm')}")
-
-
-def litellm_version(binary: Path) -> str:
-    done = subprocess.run(  # noqa: S603 - the virtualenv's own interpreter
-        [
-            str(binary.parent / "python"),
-            "-c",
-            "import importlib.metadata as m; print(m.version('litellm'))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return done.stdout.strip() or "(version unknown)"
-
-
 def sdk(base: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=CALL_TIMEOUT)
 
@@ -1201,14 +1116,8 @@ def set_up(stack: Stack, fake: FakeOllama, args: argparse.Namespace) -> list[Tar
     base = stack.start_gunicorn(env)
     stack.start_worker(4, env, queues="light,heavy")
     litellm: tuple[str, str] | None = None
-    binary = Path(args.litellm)
-    if args.no_litellm:
-        missing = "not run (--no-litellm)"
-    elif not binary.exists():
-        missing = "not installed (make peers)"
-        log(f"LiteLLM not found at {binary}: its column stays empty")
-    else:
-        missing = ""
+    binary, missing = litellm_binary(args, log)
+    if binary is not None:
         log("starting LiteLLM's proxy")
         litellm = start_litellm(stack, fake.url, binary, drop_params=args.litellm_drop_params)
         log(f"LiteLLM at {litellm[0]}")
@@ -1246,10 +1155,7 @@ def run_all(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="run the calls whose name matches this regex")
-    parser.add_argument(
-        "--litellm", default=str(LITELLM), help="LiteLLM's proxy executable (litellm)"
-    )
-    parser.add_argument("--no-litellm", action="store_true", help="the gateway's column only")
+    add_litellm_arguments(parser)
     parser.add_argument(
         "--litellm-drop-params",
         action="store_true",

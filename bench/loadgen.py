@@ -3,7 +3,9 @@
 `concurrency` connections each send one request, wait for the whole response, and send the
 next, for a number of requests or a duration; every request's latency is kept (request
 written -> last byte of the response read). It parses just what the gateway's JSON answers
-need (status line, headers, Content-Length or chunked bodies). Measured on the 2-core VM
+need (status line, headers, Content-Length or chunked bodies); each piece of a body comes
+with the time it arrived, so a streamed answer (NDJSON or Server-Sent Events, one chunk per
+event) can be timed token by token once it has ended. Measured on the 2-core VM
 of docs/benchmarks.md against a trivial server at 32 concurrent: ~45 us of CPU per request,
 i.e. ~20,000 requests/s on one core, where an httpx.AsyncClient needed ~3.3 ms per request
 (~300 requests/s at 100 % of a core: its connection pool, not the server, was the limit).
@@ -37,6 +39,10 @@ class Response:
     status: int
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     body: bytes
+    started: float = 0.0  # time.perf_counter() when the request began (connecting included)
+    # The body as it arrived: (time.perf_counter(), bytes) per chunk of a chunked body, one
+    # piece for any other body. Kept, not parsed, so that the read loop stays cheap.
+    pieces: list[tuple[float, bytes]] = field(default_factory=list)
 
 
 class Connection:
@@ -48,6 +54,7 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, raw: bytes) -> Response:
+        started = time.perf_counter()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         reader = self.reader
@@ -61,28 +68,32 @@ class Connection:
         for line in lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            body = await reader.readexactly(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await self._chunked()
-        else:  # the body ends when the server closes the connection
-            body = await reader.read()
-            headers["connection"] = "close"
+        pieces: list[tuple[float, bytes]] = []
+        # Transfer-Encoding wins over a Content-Length sent with it (RFC 9112, 6.3).
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = await self._chunked(pieces)
+        else:
+            if "content-length" in headers:
+                body = await reader.readexactly(int(headers["content-length"]))
+            else:  # the body ends when the server closes the connection
+                body = await reader.read()
+                headers["connection"] = "close"
+            pieces.append((time.perf_counter(), body))
         if headers.get("connection", "").lower() == "close":
             self.close()
-        return Response(status, headers, body)
+        return Response(status, headers, body, started, pieces)
 
-    async def _chunked(self) -> bytes:
+    async def _chunked(self, pieces: list[tuple[float, bytes]]) -> bytes:
         reader = self.reader
         assert reader is not None
-        parts = []
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
             if size == 0:
                 while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                     pass
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
+                return b"".join(piece for _, piece in pieces)
+            piece = await reader.readexactly(size)
+            pieces.append((time.perf_counter(), piece))
             await reader.readexactly(2)
 
     def close(self) -> None:
