@@ -17,6 +17,7 @@ from api import (  # noqa: F401
     openapi,
     overhead,
     queue,
+    rate_limits,
     request_log,
 )
 from api.extensions import db, limiter, migrate, redis_store
@@ -51,6 +52,7 @@ def create_app(config: Config | None = None) -> Flask:
     queue.celery_init_app(app)
     jwt_callbacks.init_app(app)
     limiter.init_app(app)
+    rate_limits.init_app(app)  # after the limiter: see its docstring
     openapi.init_app(app)
     cli.init_app(app)
     return app

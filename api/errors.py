@@ -15,6 +15,7 @@ from flask import Flask, g, has_request_context, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
+from api.extensions import limiter
 from api.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,19 @@ class GatewayApi(Api):
         return error_response(status, message, details=details, headers=headers)
 
 
+def redis_unavailable(error: Exception):
+    """503 for a request that needed Redis while it was away."""
+    log.error("redis unavailable: %s", error.__class__.__name__)
+    # The rate-limit headers (and deductions) of this response would need Redis too: the
+    # limiter's own hook computing them turned this 503 into a 500.
+    limiter.context.reset()
+    return error_response(
+        503,
+        "A backing service (Redis) is unavailable; retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register handlers for errors that are not HTTPExceptions."""
 
@@ -181,15 +195,8 @@ def init_app(app: Flask) -> None:
             headers=error.headers,
         )
 
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
-    def handle_redis_down(error: Exception):
-        log.error("redis unavailable: %s", error.__class__.__name__)
-        return error_response(
-            503,
-            "A backing service (Redis) is unavailable; retry shortly.",
-            headers={"Retry-After": "5"},
-        )
+    app.register_error_handler(redis.exceptions.ConnectionError, redis_unavailable)
+    app.register_error_handler(redis.exceptions.TimeoutError, redis_unavailable)
 
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     @app.errorhandler(sqlalchemy.exc.InterfaceError)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app, g, request
+import redis
+from flask import Flask, current_app, g, make_response, request
 from flask_limiter.util import get_remote_address
 
+from api import errors
 from api.extensions import limiter
 
 
@@ -84,3 +86,20 @@ password_change_per_user = limiter.limit(
     scope="password-change",
     deduct_when=_failed_credentials,
 )
+
+
+def init_app(app: Flask) -> None:
+    """After limiter.init_app: its response hook reads the window from Redis for the
+    X-RateLimit-* headers, and a Redis lost since the request's check (a long wait for an
+    answer, say) failed that hook, and so the response, with a 500."""
+
+    @app.after_request  # registered later, so it runs before the limiter's hook
+    def read_window_or_503(response):
+        limit = limiter.current_limit
+        if limit is None:
+            return response
+        try:
+            limit.window  # noqa: B018 - read once here; the limiter's hook reuses it
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            return make_response(errors.redis_unavailable(exc))
+        return response

@@ -59,15 +59,19 @@ def _ended_job(job_id: uuid.UUID) -> Job | None:
         db.session.close()
 
 
-def job_events(job_id: uuid.UUID, after: str | None) -> Iterator[Event | None]:
+def job_events(
+    job_id: uuid.UUID, after: str | None, *, fresh: bool = False
+) -> Iterator[Event | None]:
     """A job's events from `after` (a Last-Event-ID) to its terminal event.
 
     Yields None whenever SSE_HEARTBEAT_SECONDS pass with nothing new, so the caller can
-    send a heartbeat. A job whose stream has expired is replayed from PostgreSQL.
+    send a heartbeat. A job whose stream has expired is replayed from PostgreSQL. A
+    `fresh` job, created by this very request, has no stream to have lost yet: it is
+    followed at once, without asking Redis and PostgreSQL whether it has ended.
     """
     config = current_app.config
     client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
-    if not stream_exists(client, prefix, str(job_id)):
+    if not fresh and not stream_exists(client, prefix, str(job_id)):
         ended = _ended_job(job_id)
         if ended is not None:
             yield from _replay(ended, after)
@@ -88,11 +92,13 @@ def job_events(job_id: uuid.UUID, after: str | None) -> Iterator[Event | None]:
                 return
 
 
-def answer_events(job_id: uuid.UUID, after: str | None = None) -> Iterator[Event | None]:
+def answer_events(
+    job_id: uuid.UUID, after: str | None = None, *, fresh: bool = False
+) -> Iterator[Event | None]:
     """job_events for a response about to start: a new reader's events up to the job's
     `start` are read first, so that the response's headers carry the gateway's overhead
     (api/overhead.py). A reader resuming after an event has seen the start already."""
-    events = job_events(job_id, after)
+    events = job_events(job_id, after, fresh=fresh)
     return events if after else overhead.until_start(events)
 
 
@@ -118,6 +124,9 @@ def event_stream(body: Iterator[str], headers: dict | None = None) -> Response:
     )
 
 
-def response(job_id: uuid.UUID, after: str | None, *, headers: dict | None = None) -> Response:
-    """A job's events from `after` (a Last-Event-ID) to its terminal event, as SSE."""
-    return event_stream(frames(answer_events(job_id, after)), headers)
+def response(
+    job_id: uuid.UUID, after: str | None, *, fresh: bool = False, headers: dict | None = None
+) -> Response:
+    """A job's events from `after` (a Last-Event-ID) to its terminal event, as SSE;
+    `fresh`: the job was created by this request (see job_events)."""
+    return event_stream(frames(answer_events(job_id, after, fresh=fresh)), headers)

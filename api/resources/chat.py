@@ -42,5 +42,6 @@ def chat(payload):
 )
 def chat_stream(payload):
     """Send a message and receive the answer as Server-Sent Events"""
-    job, _created = jobs.submit(current_identity(), job_request(payload))
-    return sse.response(job.id, None, headers={"X-Job-ID": str(job.id), **cache_header(job)})
+    job, created = jobs.submit(current_identity(), job_request(payload))
+    headers = {"X-Job-ID": str(job.id), **cache_header(job)}
+    return sse.response(job.id, None, fresh=created, headers=headers)

@@ -49,11 +49,13 @@ def chat_completions(payload):
     request = openai_compat.job_request(
         payload, idempotency_key=idempotency_key(), cache=cache_mode()
     )
-    job, _created = jobs.submit(current_identity(), request)
+    job, created = jobs.submit(current_identity(), request)
     headers = {"X-Job-ID": str(job.id), **cache_header(job)}
     if payload["stream"]:
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-        frames = openai_compat.chunks(job, sse.answer_events(job.id), include_usage=include_usage)
+        frames = openai_compat.chunks(
+            job, sse.answer_events(job.id, fresh=created), include_usage=include_usage
+        )
         return sse.event_stream(frames, headers)
     job = jobs.wait_for_answer(job)
     return openai_compat.completion(job), headers
@@ -84,12 +86,12 @@ def completions(payload):
     request = openai_compat.completion_job_request(
         payload, idempotency_key=idempotency_key(), cache=cache_mode()
     )
-    job, _created = jobs.submit(current_identity(), request)
+    job, created = jobs.submit(current_identity(), request)
     headers = {"X-Job-ID": str(job.id), **cache_header(job)}
     if payload["stream"]:
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         frames = openai_compat.text_chunks(
-            job, sse.answer_events(job.id), include_usage=include_usage
+            job, sse.answer_events(job.id, fresh=created), include_usage=include_usage
         )
         return sse.event_stream(frames, headers)
     job = jobs.wait_for_answer(job)
