@@ -299,6 +299,7 @@ def measure(stack: Stack, state: State, args: argparse.Namespace) -> dict[str, A
             result = asyncio.run(drive(chosen, concurrency, requests, samples))
             cpu = window.stop()
             stack.check_alive()
+            stack.requests_failed |= bool(result.errors)
             per_request = cpu_per_request(cpu, result.wall_s, result.completed)
             cell = {
                 "ttft_ms": summary(samples.ttft_ms),

@@ -417,6 +417,8 @@ class Stack:
     # Set by watch_services(): the pids of the shared servers, to report them apart.
     postmaster_pid: int | None = None
     redis_pid: int | None = None
+    # Set by a script when a measured request failed: the logs are kept to say why.
+    requests_failed: bool = False
 
     @classmethod
     def create(cls, storage: Storage, log: Log, log_prefix: str) -> Stack:
@@ -503,7 +505,7 @@ class Stack:
                 self.storage.clean_redis()
             with contextlib.suppress(psycopg2.Error, OSError):
                 self.storage.drop_database()
-            if keep_logs:
+            if keep_logs or self.requests_failed:
                 self.log(f"process logs kept in {self.log_dir}")
             else:
                 for path in self.log_dir.iterdir():
