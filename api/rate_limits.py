@@ -96,7 +96,9 @@ def init_app(app: Flask) -> None:
     @app.after_request  # registered later, so it runs before the limiter's hook
     def read_window_or_503(response):
         limit = limiter.current_limit
-        if limit is None:
+        # A limit that counts only some outcomes (failed logins) is read by the limiter
+        # after it has deducted this one: reading it here first would show it undeducted.
+        if limit is None or limiter.context.conditional_deductions:
             return response
         try:
             limit.window  # noqa: B018 - read once here; the limiter's hook reuses it
