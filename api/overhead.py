@@ -81,10 +81,8 @@ def started(data: dict[str, Any]) -> None:
 
 
 def relayed(event: Event) -> None:
-    """A token event goes out to the client: the first one's relay delay is recorded."""
+    """The answer's first token went out to the client: its relay delay is recorded."""
     overhead = current()
-    if overhead.relay is not None or event.name != "token":
-        return
     written_ms, _, _ = event.id.partition("-")
     if not written_ms.isdigit() or written_ms == "0":  # rebuilt from PostgreSQL: no relay
         overhead.relay = 0.0

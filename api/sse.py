@@ -78,10 +78,13 @@ def job_events(
             return
     start = after if after and not after.startswith(SYNTHETIC_PREFIX) else "0-0"
     wait = config["SSE_HEARTBEAT_SECONDS"]
+    relayed_a_token = False
     for event in read_events(str(job_id), after=start, wait=wait):
         yield event
         if event is not None:
-            overhead.relayed(event)  # the client has it now
+            if not relayed_a_token and event.name == "token":
+                relayed_a_token = True
+                overhead.relayed(event)  # the client has the first token now
             continue
         # A job that ended without a stream (e.g. never enqueued, or the stream expired
         # while we waited) would otherwise keep this connection open forever.
