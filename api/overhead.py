@@ -83,11 +83,16 @@ def started(data: dict[str, Any]) -> None:
 def relayed(event: Event) -> None:
     """The answer's first token went out to the client: its relay delay is recorded."""
     overhead = current()
+    now_ms = time.time() * 1000
+    started = g.get("request_started")
+    joined_ms = now_ms - (time.perf_counter() - started) * 1000 if started else now_ms
     written_ms, _, _ = event.id.partition("-")
-    if not written_ms.isdigit() or written_ms == "0":  # rebuilt from PostgreSQL: no relay
+    # A token rebuilt from PostgreSQL (ids 0-N), or written before this reader came (a
+    # late reader replays it): no relay delay of the gateway's to measure.
+    if not written_ms.isdigit() or int(written_ms) < joined_ms:
         overhead.relay = 0.0
         return
-    overhead.relay = max(time.time() * 1000 - int(written_ms), 0.0)
+    overhead.relay = max(now_ms - int(written_ms), 0.0)
     store.record_overhead({"relay": overhead.relay})
 
 
