@@ -41,7 +41,6 @@ class Overhead:
     submit: float | None = None
     queue: float | None = None
     setup: float | None = None
-    relay: float | None = None
 
     def headers(self) -> dict[str, str]:
         known = {stage: getattr(self, stage) for stage in HEADER_STAGES}
@@ -82,7 +81,6 @@ def started(data: dict[str, Any]) -> None:
 
 def relayed(event: Event) -> None:
     """The answer's first token went out to the client: its relay delay is recorded."""
-    overhead = current()
     now_ms = time.time() * 1000
     started = g.get("request_started")
     joined_ms = now_ms - (time.perf_counter() - started) * 1000 if started else now_ms
@@ -90,10 +88,8 @@ def relayed(event: Event) -> None:
     # A token rebuilt from PostgreSQL (ids 0-N), or written before this reader came (a
     # late reader replays it): no relay delay of the gateway's to measure.
     if not written_ms.isdigit() or int(written_ms) < joined_ms:
-        overhead.relay = 0.0
         return
-    overhead.relay = max(now_ms - int(written_ms), 0.0)
-    store.record_overhead({"relay": overhead.relay})
+    store.record_overhead({"relay": max(now_ms - int(written_ms), 0.0)})
 
 
 def until_start(events: Iterable[Event | None]) -> Iterator[Event | None]:

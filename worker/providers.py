@@ -111,11 +111,11 @@ def _ollama_format(response_format: Mapping[str, Any] | None) -> str | dict[str,
 def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any]) -> BaseChatModel:
     """The chat model for a job's `params` (generation_params: max_tokens, temperature and
     the OpenAI options), speaking the configured server's own protocol."""
-    timeout = httpx.Timeout(config["LLM_READ_TIMEOUT"], connect=config["LLM_CONNECT_TIMEOUT"])
     max_tokens = params["max_tokens"]
     if config["LLM_PROVIDER"] == "openai":
         from langchain_openai import ChatOpenAI
 
+        timeout = httpx.Timeout(config["LLM_READ_TIMEOUT"], connect=config["LLM_CONNECT_TIMEOUT"])
         sync_client, async_client = openai_http_clients(
             config["LLM_READ_TIMEOUT"], config["LLM_CONNECT_TIMEOUT"]
         )

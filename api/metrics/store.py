@@ -64,9 +64,15 @@ def _label(bound: float) -> str:
     return f"{bound:g}"
 
 
+def _fields(series: str, value: float, bounds: Sequence[float]) -> tuple[str, str]:
+    """The hash fields an observation adds to: its bucket's count, and the series' sum."""
+    return f"{series}|{_bucket(value, bounds)}", f"{series}|sum"
+
+
 def _observe(pipe, key: str, series: str, value: float, bounds: Sequence[float]) -> None:
-    pipe.hincrby(key, f"{series}|{_bucket(value, bounds)}", 1)
-    pipe.hincrbyfloat(key, f"{series}|sum", value)
+    bucket, total = _fields(series, value, bounds)
+    pipe.hincrby(key, bucket, 1)
+    pipe.hincrbyfloat(key, total, value)
 
 
 def _execute(pipe, what: str) -> None:
@@ -129,15 +135,16 @@ class _OverheadBuffer:
     def __init__(self, app: Flask) -> None:
         self._app = app
         self._lock = threading.Lock()
-        self._fields: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()
         self._sums: Counter[str] = Counter()
         self._scheduled = False
 
     def add(self, stages: dict[str, float]) -> None:
         with self._lock:
             for stage, value in stages.items():
-                self._fields[f"{stage}|{_bucket(value, OVERHEAD_BUCKETS_MS)}"] += 1
-                self._sums[f"{stage}|sum"] += value
+                bucket, total = _fields(stage, value, OVERHEAD_BUCKETS_MS)
+                self._counts[bucket] += 1
+                self._sums[total] += value
             if self._scheduled:
                 return
             self._scheduled = True
@@ -147,13 +154,13 @@ class _OverheadBuffer:
 
     def flush(self) -> None:
         with self._lock:
-            fields, sums = dict(self._fields), dict(self._sums)
-            self._fields.clear()
+            counts, sums = dict(self._counts), dict(self._sums)
+            self._counts.clear()
             self._sums.clear()
             self._scheduled = False
         with self._app.app_context():
             pipe = redis_store.client.pipeline(transaction=False)
-            for name, count in fields.items():
+            for name, count in counts.items():
                 pipe.hincrby(_key("overhead"), name, count)
             for name, total in sums.items():
                 pipe.hincrbyfloat(_key("overhead"), name, total)
