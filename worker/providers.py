@@ -16,6 +16,8 @@ from langchain_ollama import ChatOllama
 from langchain_ollama._utils import merge_auth_headers, parse_url_with_auth
 from pydantic import model_validator
 
+from worker.stopping import make_stoppable
+
 
 @functools.cache
 def ssl_context() -> ssl.SSLContext:
@@ -32,7 +34,7 @@ def openai_http_clients(
     # client is never used; passing it stops ChatOpenAI building one (and its TLS) per job.
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
     return (
-        httpx.Client(timeout=timeout, verify=ssl_context()),
+        make_stoppable(httpx.Client(timeout=timeout, verify=ssl_context())),
         httpx.AsyncClient(timeout=timeout, verify=ssl_context()),
     )
 
@@ -74,7 +76,10 @@ def ollama_clients(
         "verify": ssl_context(),
     }
     merge_auth_headers(kwargs, auth_headers)
-    return ollama.Client(cleaned, **kwargs), ollama.AsyncClient(cleaned, **kwargs)
+    client = ollama.Client(cleaned, **kwargs)
+    # A cancelled job's model request is cut where it waits (worker/stopping.py).
+    make_stoppable(client._client)  # the ollama client's httpx client
+    return client, ollama.AsyncClient(cleaned, **kwargs)
 
 
 class _ChatOllama(ChatOllama):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -33,11 +34,9 @@ from worker.agent.errors import JobCancelled, JobTimedOut, model_error
 from worker.agent.graph import AgentResult, AgentRun, run_agent
 from worker.agent.structured import check_structured_output
 from worker.agent.tools import web_search_tool
+from worker.stopping import StopScope, StopWatcher
 
 log = logging.getLogger(__name__)
-
-# How often the cancel flag is read while tokens flow: well inside the one-second promise.
-CANCEL_POLL_SECONDS = 0.2
 
 
 class JobBusy(Exception):
@@ -85,22 +84,13 @@ class JobLock:
 class JobHooks:
     """Receives the agent's tokens and tool activity; publishes them and checks for stops."""
 
-    def __init__(
-        self,
-        writer: EventWriter,
-        client: redis.Redis,
-        cancel_flag: str,
-        deadline: float,
-        start: dict[str, Any],
-    ):
-        self._writer, self._client, self._cancel_flag = writer, client, cancel_flag
+    def __init__(self, writer: EventWriter, scope: StopScope, start: dict[str, Any]):
+        self._writer, self._scope = writer, scope
         self._start = start
         self._claimed = time.perf_counter()
-        self._deadline = deadline
         # The gateway's stages before the model request (api/overhead.py), once known.
         self.overhead: dict[str, float] | None = None
         self.begun = False
-        self._next_cancel_check = 0.0
         self.parts: list[str] = []
         # Each part's token log probabilities, when the model server sends them.
         self.part_logprobs: list[list[dict[str, Any]]] = []
@@ -122,14 +112,12 @@ class JobHooks:
         self.begun = True
         self._writer.emit("start", self._start)
 
-    def check(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if now >= self._deadline:
-            raise JobTimedOut
-        if force or now >= self._next_cancel_check:
-            self._next_cancel_check = now + CANCEL_POLL_SECONDS
-            if self._client.exists(self._cancel_flag):
-                raise JobCancelled
+    def check(self) -> None:
+        """Raise JobStopped once the job was cancelled or ran out of time (the process's
+        StopWatcher reads the flags; this costs no round trip)."""
+        if time.monotonic() >= self._scope.deadline:
+            self._scope.stop(JobTimedOut)
+        self._scope.raise_if_stopped()
 
     @property
     def chunks(self) -> jobs_service.Chunks:
@@ -196,7 +184,11 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
     config = current_app.config
     params = job.input.get("params", {})
     model = providers.chat_model(config, job.model, params)
-    tools = [web_search_tool(config, redis_store.client)] if params.get("tools", True) else []
+    tools = (
+        [web_search_tool(config, redis_store.client, stop_check=hooks.check)]
+        if params.get("tools", True)
+        else []
+    )
     run = AgentRun(
         model=model,
         hooks=hooks,
@@ -257,6 +249,12 @@ def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> None:
     )
 
 
+@functools.cache
+def stop_watcher() -> StopWatcher:
+    """The process's watcher of its running jobs (worker/stopping.py)."""
+    return StopWatcher(redis_store.client)
+
+
 def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
     """Run one delivery of a job. Raises JobBusy when another worker still holds it."""
     config = current_app.config
@@ -307,10 +305,14 @@ def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
     start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, "attempt": attempt}
     deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
     cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
-    hooks = JobHooks(writer, redis_store.client, cancel_flag, deadline, start)
+    scope = StopScope(str(job.id), cancel_flag, deadline)
+    hooks = JobHooks(writer, scope, start)
     try:
-        hooks.check(force=True)
-        result = generate(job, hooks)
+        if redis_store.client.exists(cancel_flag):  # cancelled while it waited for a worker
+            scope.stop(JobCancelled)
+        with stop_watcher().watching(scope):
+            hooks.check()
+            result = generate(job, hooks)
     except JobCancelled:
         cancelled = {"job_id": str(job.id), "partial": bool(hooks.text)}
         _finish(job, "cancelled", hooks, ("cancelled", cancelled))

@@ -907,7 +907,8 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 readable, _, _ = select.select([sock], [], [], 0.1)
                 if readable and not sock.recv(1, socket.MSG_PEEK):
-                    return  # the client closed its end (e.g. it timed out)
+                    self.fake.note_abandoned()
+                    return  # the client closed its end (it timed out, or gave up)
             except (OSError, ValueError):
                 return
             if readable:
@@ -981,6 +982,7 @@ class FakeOllama:
         self.embed_requests: list[dict[str, Any]] = []  # every /api/embed(dings) body
         self._requests_changed = threading.Condition()
         self._flight_lock = threading.Lock()
+        self.abandoned = 0  # stalled answers whose client closed the connection
         self.in_flight = 0  # /api/chat generations running now
         self.max_in_flight = 0  # the most that ever ran at once (since reset())
         self._server: _Server | None = None
@@ -1077,6 +1079,11 @@ class FakeOllama:
             self.embed_requests.clear()
         with self._flight_lock:
             self.max_in_flight = self.in_flight
+            self.abandoned = 0
+
+    def note_abandoned(self) -> None:
+        with self._flight_lock:
+            self.abandoned += 1
 
     # ---- what the fake model answers (override in a subclass, or set attributes) -----------
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
+# A query containing this takes SLOW_SEARCH_SECONDS to answer: a search engine that hangs
+# (the worker's own SEARCH_TIMEOUT abandons it first).
+SLOW_SEARCH_CUE = "SLOW-SEARCH"
+SLOW_SEARCH_SECONDS = 5
+
 
 class StaticBackend:
     """Always finds the same two pages, naming the query so tests can trace it."""
 
     def text(self, query: str, max_results: int) -> list[dict]:
+        if SLOW_SEARCH_CUE in query:
+            time.sleep(SLOW_SEARCH_SECONDS)
         return [
             {
                 "title": f"Encyclopedia entry about {query}",
@@ -16,6 +25,8 @@ class StaticBackend:
         ][:max_results]
 
     def news(self, query: str, max_results: int) -> list[dict]:
+        if SLOW_SEARCH_CUE in query:
+            time.sleep(SLOW_SEARCH_SECONDS)
         return [
             {
                 "title": f"Today's news on {query}",

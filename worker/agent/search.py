@@ -30,7 +30,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from itertools import chain, zip_longest
@@ -43,6 +44,8 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from worker.agent.errors import JobStopped
+
 if TYPE_CHECKING:
     import redis
 
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 EMPTY_QUERY = "empty query"
 RATE_LIMITED = "rate limited"
 TIMED_OUT = "timed out"
+# How often a search in progress asks whether its job was stopped.
+STOP_CHECK_SECONDS = 0.1
 OFFLINE = "offline"
 FAILED = "search failed"
 
@@ -166,6 +171,7 @@ class WebSearch:
         cache_ttl: int = 300,
         timeout: float = 8.0,
         max_results: int = 5,
+        stop_check: Callable[[], None] | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -177,6 +183,8 @@ class WebSearch:
         self.cache_ttl = cache_ttl
         self.timeout = timeout
         self.max_results = max_results
+        # Raises JobStopped when the job is cancelled: a slow search must not hold it.
+        self.stop_check = stop_check
 
     # --- public API -------------------------------------------------------------------------
 
@@ -204,6 +212,8 @@ class WebSearch:
             results = self.search(cleaned)
         except SearchUnavailable as exc:
             return UNAVAILABLE_TEXT.format(reason=exc.reason)
+        except JobStopped:
+            raise  # a stop is not a failed search: the job ends here
         except Exception as exc:  # the tool must never raise into the agent
             log.warning("web search crashed: %s", type(exc).__name__, exc_info=True)
             return UNAVAILABLE_TEXT.format(reason="internal error")
@@ -225,7 +235,7 @@ class WebSearch:
                 "news": executor.submit(self.backend.news, query, self.max_results),
                 "text": executor.submit(self.backend.text, query, self.max_results),
             }
-            done, _ = wait(futures.values(), timeout=self.timeout)
+            done = self._wait(futures.values())
         finally:
             # Never join: a hung backend call keeps its thread, but not the caller.
             executor.shutdown(wait=False, cancel_futures=True)
@@ -252,6 +262,18 @@ class WebSearch:
             raise SearchUnavailable(", ".join(dict.fromkeys(failures.values())))
         merged = merge_results(found.get("news", []), found.get("text", []), self.max_results)
         return merged, not failures
+
+    def _wait(self, futures: Iterable[Future[Any]]) -> set[Future[Any]]:
+        """The futures done within the timeout, asking stop_check between short waits."""
+        deadline = time.monotonic() + self.timeout
+        done: set[Future[Any]] = set()
+        pending = set(futures)
+        while pending and (left := deadline - time.monotonic()) > 0:
+            if self.stop_check is not None:
+                self.stop_check()
+            finished, pending = wait(pending, timeout=min(left, STOP_CHECK_SECONDS))
+            done |= finished
+        return done
 
     # --- cache ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -20,7 +20,12 @@ def search_backend(spec: str, timeout: float) -> SearchBackend:
     return getattr(importlib.import_module(module_name), attribute)()
 
 
-def web_search_tool(config: Mapping[str, Any], client: redis.Redis) -> BaseTool:
+def web_search_tool(
+    config: Mapping[str, Any],
+    client: redis.Redis,
+    *,
+    stop_check: Callable[[], None] | None = None,
+) -> BaseTool:
     search = WebSearch(
         search_backend(config["SEARCH_BACKEND"], config["SEARCH_TIMEOUT"]),
         redis=client,
@@ -28,5 +33,6 @@ def web_search_tool(config: Mapping[str, Any], client: redis.Redis) -> BaseTool:
         cache_ttl=config["SEARCH_CACHE_TTL"],
         timeout=config["SEARCH_TIMEOUT"],
         max_results=config["SEARCH_MAX_RESULTS"],
+        stop_check=stop_check,
     )
     return make_web_search_tool(search)
