@@ -19,6 +19,7 @@ from api import (  # noqa: F401
     queue,
     rate_limits,
     request_log,
+    stream_leases,
 )
 from api.extensions import db, limiter, migrate, redis_store
 from api.security import jwt_callbacks
@@ -49,6 +50,7 @@ def create_app(config: Config | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     redis_store.init_app(app)
+    stream_leases.init_app(app)  # open SSE streams per account, counted in Redis
     queue.celery_init_app(app)
     jwt_callbacks.init_app(app)
     limiter.init_app(app)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from flask import Response, current_app, stream_with_context
 
-from api import overhead
+from api import overhead, stream_leases
 from api.extensions import db, redis_store
 from api.models import Job
 from api.relay import read_events
@@ -100,7 +100,11 @@ def answer_events(
 ) -> Iterator[Event | None]:
     """job_events for a response about to start: a new reader's events up to the job's
     `start` are read first, so that the response's headers carry the gateway's overhead
-    (api/overhead.py). A reader resuming after an event has seen the start already."""
+    (api/overhead.py). A reader resuming after an event has seen the start already.
+
+    The caller's stream slot is taken first: a client at its cap is refused before any
+    event is read."""
+    stream_leases.reserve()
     events = job_events(job_id, after, fresh=fresh)
     return events if after else overhead.until_start(events)
 
@@ -113,10 +117,12 @@ def frames(events: Iterator[Event | None]) -> Iterator[str]:
 
 
 def event_stream(body: Iterator[str], headers: dict | None = None) -> Response:
-    """A text/event-stream response that proxies pass on unbuffered."""
+    """A text/event-stream response that proxies pass on unbuffered; it holds one of the
+    caller's stream slots (api/stream_leases.py) until it is closed."""
+    stream_leases.reserve()  # before the body exists: a refusal is a plain JSON 429
     # Release the request's database connection: a stream may stay open for minutes.
     db.session.close()
-    return Response(
+    response = Response(
         stream_with_context(body),
         mimetype="text/event-stream",
         headers={
@@ -125,6 +131,8 @@ def event_stream(body: Iterator[str], headers: dict | None = None) -> Response:
             **(headers or {}),
         },
     )
+    stream_leases.hand_over(response)
+    return response
 
 
 def response(

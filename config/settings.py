@@ -6,11 +6,31 @@ APP_ENV (development, testing, production).
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import secrets
 
-# The development default; production refuses it (see ProductionConfig.validate).
-DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105
+from config import dev_secrets
+
+# No secret has a default written here (anyone who read it could sign tokens): development
+# generates one per checkout (config/dev_secrets.py), testing one per process, and
+# production refuses to start without one.
 MIN_PRODUCTION_SECRET_LENGTH = 32
+# Words of values copied from documentation or a template rather than generated: production
+# refuses a JWT_SECRET containing one, however long it is.
+PLACEHOLDER_MARKERS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "insecure",
+    "placeholder",
+    "example",
+    "dev-only",
+    "your-secret",
+    "your_secret",
+    "xxxxxx",
+)
 
 
 def env_str(name: str, default: str) -> str:
@@ -42,6 +62,8 @@ def env_names(name: str, default: str = "") -> tuple[str, ...]:
 
 DEFAULT_EMBEDDING_MODELS = "nomic-embed-text"
 MAX_MODEL_NAME_LENGTH = 200  # usage_records.model
+# The caps on what one account holds at once: each is MAX_<name>_PER_USER and _PER_ADMIN.
+ACCOUNT_CAPS = ("OPEN_STREAMS", "CONVERSATIONS", "ACTIVE_BATCHES", "STORED_BATCHES")
 
 
 def parse_embedding_models(raw: str) -> dict[str, str]:
@@ -109,9 +131,16 @@ class Config:
         self.REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT", 3)
 
         # --- auth ------------------------------------------------------------------
-        self.JWT_SECRET = env_str("JWT_SECRET", DEFAULT_JWT_SECRET)
+        # Empty: development takes the checkout's generated secret, testing makes one per
+        # process, production refuses to start (see the subclasses).
+        self.JWT_SECRET = env_str("JWT_SECRET", "")
         self.ACCESS_TOKEN_MINUTES = env_int("ACCESS_TOKEN_MINUTES", 15)
         self.REFRESH_TOKEN_DAYS = env_int("REFRESH_TOKEN_DAYS", 30)
+        # Seconds Redis may answer "this login session is active" without PostgreSQL being
+        # asked. Revocations overwrite the cached answer at once; the TTL bounds how long a
+        # stale "active" could outlive a revocation whose cache write failed, and costs one
+        # PostgreSQL read per session per TTL. Revocations themselves live in PostgreSQL.
+        self.SESSION_CACHE_SECONDS = env_int("SESSION_CACHE_SECONDS", 60)
         self.BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
         self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 8)
         self.MAX_API_KEYS_PER_USER = env_int("MAX_API_KEYS_PER_USER", 20)
@@ -224,6 +253,31 @@ class Config:
         # Largest batch body (JSON or JSONL upload); other requests keep MAX_CONTENT_LENGTH.
         self.BATCH_MAX_BYTES = env_int("BATCH_MAX_BYTES", 20 * 1024 * 1024)
 
+        # --- what one account may hold at once (by role; 0: no cap) ----------------------
+        # Without these caps one account could take a resource every account shares: the
+        # API's connections, PostgreSQL's rows, the queues. Admins get more (they test and
+        # operate the deployment) but still a bound, as a stolen admin key is no exception.
+        # Open SSE streams: each holds a connection of an API process (GUNICORN_WORKER_
+        # CONNECTIONS in all) for as long as its client likes, e.g. on a job that hangs.
+        # 20 lets a user follow each of MAX_JOBS_IN_FLIGHT jobs from two places at once.
+        self.MAX_OPEN_STREAMS_PER_USER = env_int("MAX_OPEN_STREAMS_PER_USER", 20)
+        self.MAX_OPEN_STREAMS_PER_ADMIN = env_int("MAX_OPEN_STREAMS_PER_ADMIN", 100)
+        # A stream is counted by a lease in Redis that its API process renews every third
+        # of this: when the process dies (kill -9, a lost host) its streams' slots come free
+        # within this many seconds. A client that leaves is noticed at the next heartbeat.
+        self.STREAM_LEASE_TTL_SECONDS = env_int("STREAM_LEASE_TTL_SECONDS", 30)
+        # Stored conversations, with all their messages: every chat sent without a
+        # conversation_id starts one. 10,000 is years of daily use.
+        self.MAX_CONVERSATIONS_PER_USER = env_int("MAX_CONVERSATIONS_PER_USER", 10_000)
+        self.MAX_CONVERSATIONS_PER_ADMIN = env_int("MAX_CONVERSATIONS_PER_ADMIN", 100_000)
+        # Batches queued or running: each may hold BATCH_MAX_REQUESTS jobs. They wait
+        # behind interactive jobs, but a few users' batches would still fill the queues.
+        self.MAX_ACTIVE_BATCHES_PER_USER = env_int("MAX_ACTIVE_BATCHES_PER_USER", 5)
+        self.MAX_ACTIVE_BATCHES_PER_ADMIN = env_int("MAX_ACTIVE_BATCHES_PER_ADMIN", 20)
+        # Batches kept with their results, ended or not, until their owner deletes them.
+        self.MAX_STORED_BATCHES_PER_USER = env_int("MAX_STORED_BATCHES_PER_USER", 100)
+        self.MAX_STORED_BATCHES_PER_ADMIN = env_int("MAX_STORED_BATCHES_PER_ADMIN", 1000)
+
         # --- response cache --------------------------------------------------------------
         # Seconds an answer stays in the cache (0 turns the cache and single flight off).
         self.CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 3600)
@@ -231,8 +285,8 @@ class Config:
         self.CACHE_SCOPE = env_str("CACHE_SCOPE", "global")
 
         # --- metrics ----------------------------------------------------------------------
-        # Bearer token a Prometheus scraper sends to /metrics; empty serves it to loopback
-        # and private addresses only.
+        # Bearer token a Prometheus scraper sends to /metrics; empty serves it to callers on
+        # this host only (loopback, not forwarded by a proxy): see api/metrics/prometheus.py.
         self.METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
         # --- HTTP and logs -----------------------------------------------------------
@@ -326,6 +380,8 @@ class Config:
         """Refuse settings that cannot work; subclasses add their own rules."""
         if self.ACCESS_TOKEN_MINUTES <= 0 or self.REFRESH_TOKEN_DAYS <= 0:
             raise RuntimeError("ACCESS_TOKEN_MINUTES and REFRESH_TOKEN_DAYS must be positive")
+        if self.SESSION_CACHE_SECONDS < 1:
+            raise RuntimeError("SESSION_CACHE_SECONDS must be at least 1")
         if not 4 <= self.BCRYPT_ROUNDS <= 31:
             raise RuntimeError("BCRYPT_ROUNDS must be between 4 and 31")
         if self.MAX_CONTENT_LENGTH <= 0:
@@ -349,6 +405,13 @@ class Config:
             raise RuntimeError(
                 "BROKER_VISIBILITY_TIMEOUT must be above JOB_TIME_LIMIT, or long jobs run twice"
             )
+        for name in ACCOUNT_CAPS:
+            for role in ("USER", "ADMIN"):
+                if getattr(self, f"MAX_{name}_PER_{role}") < 0:
+                    raise RuntimeError(f"MAX_{name}_PER_{role} must be 0 (no cap) or more")
+        if self.STREAM_LEASE_TTL_SECONDS < 2:
+            # Renewed every third of it: below 2 s a short pause of the process lets it lapse.
+            raise RuntimeError("STREAM_LEASE_TTL_SECONDS must be at least 2")
         if self.CACHE_SCOPE not in ("global", "user"):
             raise RuntimeError("CACHE_SCOPE must be 'global' or 'user'")
         if self.CACHE_TTL_SECONDS < 0:
@@ -357,8 +420,29 @@ class Config:
             raise RuntimeError("JOB_SOFT_TIME_LIMIT must not exceed JOB_TIME_LIMIT")
 
 
+@functools.cache
+def testing_secret() -> str:
+    """This process's JWT secret for the testing config, made on first use."""
+    return secrets.token_urlsafe(48)
+
+
+def looks_like_placeholder(secret: str) -> bool:
+    """A template's wording ("change-me"…), or one short chunk repeated ("aaaa", "abab")."""
+    lowered = secret.lower()
+    if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return True
+    # A generated secret repeats no chunk end to end (for 32 random hex digits the odds
+    # are 16**-16).
+    return re.fullmatch(r"(.{1,16}?)\1+", secret, re.DOTALL) is not None
+
+
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
+
+    def apply_overrides(self) -> None:
+        if not self.JWT_SECRET.strip():
+            # Generated once per checkout and kept, so every process and restart agrees.
+            self.JWT_SECRET = dev_secrets.ensure(dev_secrets.path_from())["JWT_SECRET"]
 
 
 class TestingConfig(Config):
@@ -376,6 +460,11 @@ class TestingConfig(Config):
         self.REDIS_KEY_PREFIX = env_str("TEST_REDIS_KEY_PREFIX", "gwtest:")
         # Fast hashes: the rules under test do not depend on the cost factor.
         self.BCRYPT_ROUNDS = env_int("TEST_BCRYPT_ROUNDS", 4)
+        if not self.JWT_SECRET.strip():
+            # Into the checkout's file would be a test writing outside its own space: one
+            # random secret per process instead. Processes that must accept each other's
+            # tokens (the servers a test run starts) are given JWT_SECRET.
+            self.JWT_SECRET = testing_secret()
 
 
 class ProductionConfig(Config):
@@ -383,12 +472,18 @@ class ProductionConfig(Config):
 
     def validate(self) -> None:
         super().validate()
+        # The messages never repeat the value: start-up errors end up in logs.
+        how = (
+            "set JWT_SECRET to a random value (for example `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`) before starting in production"
+        )
         secret = self.JWT_SECRET or ""
-        if not secret.strip() or secret == DEFAULT_JWT_SECRET or "change-me" in secret.lower():
+        if not secret.strip():
+            raise RuntimeError(f"JWT_SECRET is missing (production has no default): {how}")
+        if looks_like_placeholder(secret):
             raise RuntimeError(
-                "JWT_SECRET is missing or still the default: set JWT_SECRET to a random value "
-                "(for example `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
-                "before starting in production"
+                "JWT_SECRET looks like a placeholder, not a generated value (a template's "
+                f"wording, or one short pattern repeated): {how}"
             )
         if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
             raise RuntimeError(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from dev_supervisor import Supervisor, read_procfile
 
+from config import dev_secrets
 from config.settings import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,13 +67,34 @@ def choose_model_server(env: dict[str, str]) -> list[str]:
     return ["llm", *processes]
 
 
+def secret_settings(env: dict[str, str]) -> dict[str, str]:
+    """JWT_SECRET and FLOWER_BASIC_AUTH, from the checkout's generated secrets when unset.
+
+    The same values on every start (config/dev_secrets.py makes them once), so tokens and
+    Flower's login outlive a restart. Every process of the stack gets them from here: they
+    agree without each reading the file. Returns where each value came from.
+    """
+    sources = {}
+    generated: dict[str, str] | None = None
+    for name in dev_secrets.GENERATORS:
+        if env.get(name, "").strip():
+            sources[name] = "the environment (or .env)"
+        elif name == "JWT_SECRET" and env.get("APP_ENV", "").strip().lower() == "production":
+            # Production must be given its secret: its config refuses to start without one.
+            sources[name] = "unset"
+        else:
+            path = dev_secrets.path_from(env)
+            generated = generated or dev_secrets.ensure(path)
+            env[name] = generated[name]
+            sources[name] = str(path)
+    return sources
+
+
 def flower_settings(env: dict[str, str]) -> None:
-    """Flower on loopback, and never open: without FLOWER_BASIC_AUTH a password is made."""
+    """Flower on loopback, and never open (secret_settings gives it a login)."""
     # Flower reads FLOWER_* variables as its options (the compose file sets its own).
     env.setdefault("FLOWER_ADDRESS", "127.0.0.1")
     env.setdefault("FLOWER_PORT", "5555")
-    if not env.get("FLOWER_BASIC_AUTH"):
-        env["FLOWER_BASIC_AUTH"] = f"flower:{secrets.token_urlsafe(12)}"
 
 
 def web_settings(env: dict[str, str]) -> None:
@@ -111,9 +132,12 @@ def readiness_checks(env: dict[str, str], names: list[str], supervisor: Supervis
     return {name: http.get(name) or worker_ready(name) for name in names}
 
 
-def banner(env: dict[str, str], names: list[str], run_dir: Path) -> str:
+def banner(env: dict[str, str], names: list[str], run_dir: Path, sources: dict[str, str]) -> str:
     api = api_url(env)
-    user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+    # Where the password is, never the password: this output ends up in terminals' scrollback
+    # and in logs.
+    user = env["FLOWER_BASIC_AUTH"].partition(":")[0]
+    password = f"FLOWER_BASIC_AUTH in {sources['FLOWER_BASIC_AUTH']}"
     config = load_config()
     tiers = f"{config.MODEL_LIGHT} (light) and {config.MODEL_HEAVY} (heavy)"
     if "llm" in names:
@@ -129,7 +153,7 @@ def banner(env: dict[str, str], names: list[str], run_dir: Path) -> str:
 {READY_LINE}.
   API            {api}   (health: {api}/health)
   Swagger UI     {api}/docs
-  Flower         {flower_url(env)}/   user {user}, password {password}
+  Flower         {flower_url(env)}/   user {user}, password: see {password}
   Model server   {model}
   Processes      {", ".join(names)}; logs in {run_dir / "logs"}
                  {BIN / "supervisorctl"} -c {conf} status
@@ -161,6 +185,7 @@ def main() -> None:
     env = dict(os.environ)
     names = choose_model_server(env)
     names.append("flower")
+    sources = secret_settings(env)
     flower_settings(env)
     web_settings(env)
     flask = [str(BIN / "flask"), "--app", "api"]
@@ -188,7 +213,7 @@ def main() -> None:
         if late:
             print(f"make dev: not answering after {READY_TIMEOUT} s: {', '.join(late)} (see above)")
         else:
-            print(banner(env, names, run_dir), flush=True)
+            print(banner(env, names, run_dir, sources), flush=True)
     while supervisor.running() and not stop_signals:
         time.sleep(0.2)
     code = supervisor.stop()

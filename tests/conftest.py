@@ -8,6 +8,7 @@ runs on one machine never meet. Tables and keys are cleaned before every test.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -33,6 +34,10 @@ os.environ.setdefault(
 )
 os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("TEST_REDIS_KEY_PREFIX", f"gwtest:{_RUN_ID}:")
+# One random JWT secret for the run: the testing config alone makes one per process, and
+# the servers tests start (several gunicorn workers, a dev stack) must accept each
+# other's tokens and those the tests sign.
+os.environ.setdefault("JWT_SECRET", secrets.token_urlsafe(48))
 # Kept apart from the variable, which tests narrow for the apps they build (own_key_prefix).
 RUN_KEY_PREFIX = os.environ["TEST_REDIS_KEY_PREFIX"]
 # Short limits so the failure paths of jobs finish in seconds; inherited by the gunicorn
@@ -53,6 +58,14 @@ for _name, _value in {
     "RATE_LIMIT_USER_PER_MINUTE": "100000",
     "RATE_LIMIT_ADMIN_PER_MINUTE": "100000",
     "MAX_JOBS_IN_FLIGHT": "100",
+    "MAX_OPEN_STREAMS_PER_USER": "1000",
+    "MAX_OPEN_STREAMS_PER_ADMIN": "1000",
+    "MAX_CONVERSATIONS_PER_USER": "100000",
+    "MAX_CONVERSATIONS_PER_ADMIN": "100000",
+    "MAX_ACTIVE_BATCHES_PER_USER": "1000",
+    "MAX_ACTIVE_BATCHES_PER_ADMIN": "1000",
+    "MAX_STORED_BATCHES_PER_USER": "1000",
+    "MAX_STORED_BATCHES_PER_ADMIN": "1000",
     # Off for the shared worker processes, whose reconciler would act on other tests'
     # jobs; the reconciler's own tests run it directly or start workers with it on.
     "RECONCILE_INTERVAL_SECONDS": "0",

@@ -14,12 +14,26 @@ from api import create_app
 from api.extensions import db
 from api.models import UsageRecord
 from config.settings import TestingConfig
+from tests.conftest import PASSWORD
 
 ERROR_FIELDS = {"code", "message", "request_id", "details"}
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def login(client, email: str, password: str = PASSWORD, **kwargs):
+    """POST /api/auth/login through a Flask test client (kwargs: headers, environ_base…)."""
+    return client.post("/api/auth/login", json={"email": email, "password": password}, **kwargs)
+
+
+def refresh(client, refresh_token: str):
+    return client.post("/api/auth/refresh", headers=bearer(refresh_token))
+
+
+def logout(client, access_token: str):
+    return client.post("/api/auth/logout", headers=bearer(access_token))
 
 
 def error_of(response, status: int, code: str | None = None) -> dict:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
+from config import dev_secrets
 from config.settings import (
-    DEFAULT_JWT_SECRET,
+    ACCOUNT_CAPS,
     MIN_PRODUCTION_SECRET_LENGTH,
     DevelopmentConfig,
     ProductionConfig,
@@ -18,6 +22,7 @@ from config.settings import (
     load_config,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 # Variables that change what the configs read; each test starts without them.
 ENV_VARS = [
     "APP_ENV",
@@ -37,9 +42,12 @@ ENV_VARS = [
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
+def clean_env(monkeypatch, tmp_path):
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+    # A development config without JWT_SECRET generates one into this file: never the
+    # checkout's own.
+    monkeypatch.setenv(dev_secrets.PATH_VARIABLE, str(tmp_path / ".dev-secrets"))
 
 
 def strong_secret() -> str:
@@ -66,8 +74,34 @@ def test_production_refuses_an_empty_jwt_secret(monkeypatch, secret):
     assert "JWT_SECRET" in production_error(monkeypatch, secret)
 
 
-def test_production_refuses_the_development_default_secret(monkeypatch):
-    assert "JWT_SECRET" in production_error(monkeypatch, DEFAULT_JWT_SECRET)
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "dev-only-insecure-jwt-secret-change-me",  # the default this project once had
+        "CHANGE-ME-to-a-long-random-value-before-deploying",
+        "changeme" + secrets.token_hex(20),
+        "replace-with-your-secret-" + secrets.token_hex(10),
+        "an-example-secret-that-is-certainly-long-enough",
+        "a" * 64,
+        "0123456789" * 4,
+        "ab" * 32,
+    ],
+    ids=[
+        "old-default",
+        "change-me",
+        "changeme",
+        "your-secret",
+        "example",
+        "one-char",
+        "digits-repeated",
+        "pair-repeated",
+    ],
+)
+def test_production_refuses_a_placeholder_however_long(monkeypatch, secret):
+    message = production_error(monkeypatch, secret)
+
+    assert "JWT_SECRET" in message and "placeholder" in message
+    assert secret not in message
 
 
 def test_production_refuses_a_short_secret(monkeypatch):
@@ -101,9 +135,79 @@ def test_production_accepts_a_secret_of_exactly_the_minimum_length(monkeypatch):
     assert len(load_config("production").JWT_SECRET) == MIN_PRODUCTION_SECRET_LENGTH
 
 
-@pytest.mark.parametrize("name", ["development", "testing"])
-def test_other_environments_allow_the_default_secret(name):
-    assert load_config(name).JWT_SECRET == DEFAULT_JWT_SECRET
+def test_production_never_reads_the_development_secrets(monkeypatch, tmp_path):
+    dev_secrets.ensure(tmp_path / ".dev-secrets")
+
+    assert "JWT_SECRET is missing" in production_error(monkeypatch, None)
+
+
+# --- development and testing generate their secret -------------------------------------------
+
+
+def test_development_without_a_secret_uses_the_checkouts_generated_one(tmp_path):
+    path = tmp_path / ".dev-secrets"
+
+    first, again = load_config("development"), load_config("development")
+
+    stored = dev_secrets.parse(path.read_text())["JWT_SECRET"]
+    assert first.JWT_SECRET == first.JWT_SECRET_KEY == first.SECRET_KEY == stored
+    assert stored == again.JWT_SECRET  # a later start reuses it
+    assert len(stored) >= MIN_PRODUCTION_SECRET_LENGTH
+
+
+def test_another_checkout_generates_another_secret(monkeypatch, tmp_path):
+    mine = load_config("development").JWT_SECRET
+    monkeypatch.setenv(dev_secrets.PATH_VARIABLE, str(tmp_path / "other-checkout-secrets"))
+    theirs = load_config("development").JWT_SECRET
+
+    assert theirs.strip() and theirs != mine
+
+
+@pytest.mark.parametrize("value", ["", "  "], ids=["empty", "blank"])
+def test_an_empty_jwt_secret_in_development_counts_as_unset(monkeypatch, tmp_path, value):
+    # `make run` and the flask commands read .env, whose template leaves JWT_SECRET empty.
+    monkeypatch.setenv("JWT_SECRET", value)
+
+    secret = load_config("development").JWT_SECRET
+
+    stored = dev_secrets.parse((tmp_path / ".dev-secrets").read_text())["JWT_SECRET"]
+    assert secret.strip()
+    assert secret == stored
+
+
+def test_a_secret_from_the_environment_wins_and_no_file_is_written(monkeypatch, tmp_path):
+    monkeypatch.setenv("JWT_SECRET", "given-by-the-developer")
+
+    assert load_config("development").JWT_SECRET == "given-by-the-developer"
+    assert not (tmp_path / ".dev-secrets").exists()
+
+
+def test_a_new_development_process_reads_the_same_secret(tmp_path):
+    code = "from config.settings import load_config; print(load_config('development').JWT_SECRET)"
+    env = dict(os.environ)  # without JWT_SECRET and APP_ENV (clean_env)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        for _ in range(2)
+    ]
+
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr
+    outputs = {run.stdout.strip() for run in runs}
+    assert outputs == {dev_secrets.parse((tmp_path / ".dev-secrets").read_text())["JWT_SECRET"]}
+
+
+def test_testing_without_a_secret_makes_a_random_one_per_process(tmp_path):
+    config, again = load_config("testing"), load_config("testing")
+
+    assert config.JWT_SECRET == again.JWT_SECRET  # one process's apps accept each other's
+    assert len(config.JWT_SECRET) >= MIN_PRODUCTION_SECRET_LENGTH
+    assert not (tmp_path / ".dev-secrets").exists()
+    code = "from config.settings import load_config; print(load_config('testing').JWT_SECRET)"
+    other = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert other.stdout.strip() not in ("", config.JWT_SECRET)
 
 
 # --- APP_ENV selects the class --------------------------------------------------------------
@@ -190,9 +294,13 @@ def test_an_empty_integer_variable_falls_back_to_the_default(monkeypatch):
         ("ACCESS_TOKEN_MINUTES", "0"),
         ("ACCESS_TOKEN_MINUTES", "-5"),
         ("REFRESH_TOKEN_DAYS", "0"),
+        ("SESSION_CACHE_SECONDS", "0"),
         ("BCRYPT_ROUNDS", "3"),
         ("BCRYPT_ROUNDS", "32"),
         ("MAX_CONTENT_LENGTH", "0"),
+        ("MAX_OPEN_STREAMS_PER_USER", "-1"),
+        ("MAX_CONVERSATIONS_PER_ADMIN", "-1"),
+        ("STREAM_LEASE_TTL_SECONDS", "1"),
     ],
 )
 def test_values_that_cannot_work_are_refused(monkeypatch, name, value):
@@ -254,6 +362,33 @@ def test_database_urls_are_pinned_to_psycopg2():
     config = DevelopmentConfig()
 
     assert make_url(config.SQLALCHEMY_DATABASE_URI).drivername == "postgresql+psycopg2"
+
+
+def cap_defaults(monkeypatch) -> dict[str, tuple[int, int]]:
+    """Each account cap's (user, admin) default, read without the suite's overrides."""
+    for cap in ACCOUNT_CAPS:
+        for role in ("USER", "ADMIN"):
+            monkeypatch.delenv(f"MAX_{cap}_PER_{role}", raising=False)
+    config = load_config("development")
+    return {
+        cap: (getattr(config, f"MAX_{cap}_PER_USER"), getattr(config, f"MAX_{cap}_PER_ADMIN"))
+        for cap in ACCOUNT_CAPS
+    }
+
+
+def test_every_account_cap_is_on_by_default_and_higher_for_admins(monkeypatch):
+    for cap, (user, admin) in cap_defaults(monkeypatch).items():
+        assert 0 < user < admin, cap
+
+
+def test_the_security_page_lists_every_account_cap_with_its_defaults(monkeypatch):
+    lines = (ROOT / "docs" / "security.md").read_text(encoding="utf-8").splitlines()
+
+    for cap, (user, admin) in cap_defaults(monkeypatch).items():
+        row = next((line for line in lines if f"`MAX_{cap}_PER_USER`" in line), None)
+        assert row is not None, f"MAX_{cap}_PER_USER is missing from docs/security.md"
+        assert f"`MAX_{cap}_PER_ADMIN`" in row, row
+        assert f"{user:,} / {admin:,}" in row, row
 
 
 def test_every_setting_is_documented_in_env_example():

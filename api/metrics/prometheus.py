@@ -1,7 +1,12 @@
-"""GET /metrics: the metrics in Prometheus' text format, for scrapers inside the network.
+"""GET /metrics: the metrics in Prometheus' text format, for scrapers.
 
 The figures live in Redis, so a scrape of any API process shows the whole deployment:
 a custom collector turns the current snapshot into metric families at scrape time.
+
+Who may read it: with METRICS_TOKEN set, whoever sends it as a bearer token, from
+anywhere. Without one, only a caller on this host: a loopback peer (127.0.0.0/8, ::1)
+whose request no proxy forwarded. "Private addresses" are not enough: in a container
+network or a cloud subnet they include every neighbour.
 """
 
 from __future__ import annotations
@@ -149,12 +154,34 @@ class SnapshotCollector:
         )
 
 
-def _internal_caller() -> bool:
+# Headers by which a proxy says for whom it forwards a request.
+FORWARDING_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+
+
+def _is_loopback(value: str | None) -> bool:
     try:
-        address = ipaddress.ip_address(request.remote_addr or "")
+        address = ipaddress.ip_address(value or "")
     except ValueError:
         return False
-    return address.is_loopback or address.is_private
+    # A dual-stack socket reports an IPv4 peer as ::ffff:127.0.0.1.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _local_caller() -> bool:
+    """Whether the request comes from this host itself, not through a proxy.
+
+    The peer is the connection's own address, before ProxyFix put the forwarded client's
+    address in its place (PROXY_FIX_HOPS): a forwarded address is only as true as the
+    proxy chain, and a wrong hop count would let a client's own X-Forwarded-For through.
+    A forwarded request is never local, even from a loopback peer: a proxy on this host
+    (nginx in front of 127.0.0.1:8000) connects from loopback on every client's behalf.
+    """
+    original = request.environ.get("werkzeug.proxy_fix.orig") or {}
+    peer = original.get("REMOTE_ADDR", request.environ.get("REMOTE_ADDR"))
+    if any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
+    return _is_loopback(peer) and _is_loopback(request.remote_addr)
 
 
 def _refusal() -> Response | None:
@@ -169,10 +196,12 @@ def _refusal() -> Response | None:
             "Send the metrics token as 'Authorization: Bearer <METRICS_TOKEN>'.",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
-    if _internal_caller():
+    if _local_caller():
         return None
     return error_response(
-        403, "Metrics are served to internal callers only; set METRICS_TOKEN to scrape from here."
+        403,
+        "Without METRICS_TOKEN, metrics are served to this host's loopback only, not through "
+        "a proxy; set METRICS_TOKEN and send it as a bearer token to scrape from elsewhere.",
     )
 
 

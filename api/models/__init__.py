@@ -4,6 +4,7 @@ from api.models.api_key import ApiKey
 from api.models.batch import BATCH_STATUSES, Batch
 from api.models.conversation import Conversation
 from api.models.job import JOB_STATUSES, TERMINAL_STATUSES, TIERS, Job
+from api.models.login_session import REVOKE_REASONS, LoginSession
 from api.models.message import MESSAGE_ROLES, Message
 from api.models.usage import UsageRecord
 from api.models.user import ROLES, User
@@ -12,6 +13,7 @@ __all__ = [
     "BATCH_STATUSES",
     "JOB_STATUSES",
     "MESSAGE_ROLES",
+    "REVOKE_REASONS",
     "ROLES",
     "TERMINAL_STATUSES",
     "TIERS",
@@ -19,6 +21,7 @@ __all__ = [
     "Batch",
     "Conversation",
     "Job",
+    "LoginSession",
     "Message",
     "UsageRecord",
     "User",

@@ -7,6 +7,7 @@ from sqlalchemy import func, select, update
 
 from api.extensions import db
 from api.models import Batch, Job
+from api.models.batch import ENDED_BATCH_STATUSES
 from api.repositories.pagination import Page, paginate
 
 
@@ -25,6 +26,19 @@ def list_page_for_user(user_id: uuid.UUID, page: int, page_size: int) -> Page:
         select(Batch).where(Batch.user_id == user_id).order_by(Batch.created_at.desc(), Batch.id)
     )
     return paginate(query, page, page_size)
+
+
+def counts_for_user(user_id: uuid.UUID) -> tuple[int, int]:
+    """(stored, active): the user's batches, and those of them not yet ended."""
+    active = Batch.status.not_in(ENDED_BATCH_STATUSES)
+    query = select(func.count(), func.count().filter(active)).where(Batch.user_id == user_id)
+    stored, active_count = db.session.execute(query).one()
+    return stored, active_count
+
+
+def delete(batch: Batch) -> None:
+    """Delete a batch; PostgreSQL deletes its jobs with it (usage rows stay)."""
+    db.session.delete(batch)
 
 
 def lock(batch_id: uuid.UUID) -> Batch | None:

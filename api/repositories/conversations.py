@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from api.extensions import db
@@ -25,6 +25,11 @@ def get_for_user(
     )
     if with_messages:
         query = query.options(selectinload(Conversation.messages))
+    return db.session.scalar(query)
+
+
+def count_for_user(user_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(Conversation).where(Conversation.user_id == user_id)
     return db.session.scalar(query)
 
 

@@ -39,3 +39,12 @@ def list_page(
     if is_active is not None:
         query = query.where(User.is_active.is_(is_active))
     return paginate(query, page, page_size)
+
+
+def lock(user_id: uuid.UUID) -> None:
+    """Hold the user's row until the transaction ends, against other lockers only.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: rows that merely reference the user (a job, a usage
+    row written by a worker) take a key-share lock, which this one does not block.
+    """
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))

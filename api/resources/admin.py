@@ -5,6 +5,7 @@ import uuid
 import marshmallow as ma
 
 from api.resources.blueprint import Blueprint
+from api.schemas.sessions import SessionsRevokedSchema
 from api.schemas.stats import StatsQuerySchema, StatsSchema
 from api.schemas.users import (
     AdminUserQuerySchema,
@@ -47,6 +48,19 @@ def update_user(payload, user_id: uuid.UUID):
     loses access at once.
     """
     return admin_users.update(current_identity().user, user_id, **payload)
+
+
+@blp.route("/users/<uuid:user_id>/sessions", methods=["DELETE"])
+@admin_required
+@blp.response(200, SessionsRevokedSchema)
+@blp.alt_response(403, description="The caller is not an admin")
+def end_user_sessions(user_id: uuid.UUID):
+    """End every login session of an account
+
+    Its access and refresh tokens stop working at once; the user may log in again (to
+    keep them out, deactivate the account). API keys are not affected.
+    """
+    return {"revoked": admin_users.end_sessions(user_id)}
 
 
 @blp.route("/stats", methods=["GET"])

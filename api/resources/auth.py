@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask import request
 from flask_jwt_extended import get_current_user, get_jwt, jwt_required
 
 from api.rate_limits import (
@@ -42,9 +43,12 @@ def register(payload):
 @blp.alt_response(401, description="Invalid email or password")
 @blp.alt_response(429, description="Too many attempts from this address or for this account")
 def login(payload):
-    """Exchange email and password for an access and a refresh token"""
+    """Exchange email and password for an access and a refresh token
+
+    Each login is a session of its own, listed at `GET /api/user/sessions`.
+    """
     user = accounts.authenticate(payload["email"], payload["password"])
-    return tokens.issue_pair(user)
+    return tokens.login(user, ip=request.remote_addr, user_agent=request.user_agent.string)
 
 
 @blp.route("/refresh", methods=["POST"])
@@ -55,9 +59,15 @@ def refresh():
     """Trade a refresh token (as the Bearer token) for a new pair
 
     The refresh token is single-use: it is revoked by this call. Presenting it again
-    revokes every token of its login session.
+    revokes every token of its login session. Each refresh extends the session to
+    REFRESH_TOKEN_DAYS from now.
     """
-    return tokens.rotate(get_current_user(), get_jwt())
+    return tokens.rotate(
+        get_current_user(),
+        get_jwt(),
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string,
+    )
 
 
 @blp.route("/logout", methods=["POST"])
@@ -65,5 +75,8 @@ def refresh():
 @blp.doc(security=[SECURITY[0]])
 @blp.response(204)
 def logout():
-    """Revoke the presented access token and the refresh token issued with it"""
-    tokens.revoke_session(get_jwt())
+    """End the login session of the presented access token
+
+    Every token of the session stops working, the refresh token included.
+    """
+    tokens.logout(get_current_user(), get_jwt())

@@ -50,7 +50,12 @@ def _parse_request() -> tuple[list[batches.BatchRequest], str, dict | None]:
 @blp.alt_response(
     400, description="A bad batch (code invalid_batch): details.lines lists each bad line"
 )
+@blp.alt_response(409, description="Your stored batches are at their cap (too_many_batches)")
 @blp.alt_response(422, description="The JSON form's fields are invalid (see details)")
+@blp.alt_response(
+    429,
+    description="Rate limited, or too many of your batches are active (too_many_active_batches)",
+)
 @blp.doc(
     requestBody={
         "required": True,
@@ -120,6 +125,19 @@ def get_results(batch_id: uuid.UUID):
         mimetype="application/jsonl",
         headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}.jsonl"'},
     )
+
+
+@blp.route("/<uuid:batch_id>", methods=["DELETE"])
+@auth_required
+@blp.response(204)
+@blp.alt_response(409, description="The batch has not ended: cancel it first")
+def delete_batch(batch_id: uuid.UUID):
+    """Delete an ended batch and its results
+
+    Frees room under the cap on stored batches (code too_many_batches). A batch that is
+    still active is a 409: cancel it first. Usage records of its requests stay.
+    """
+    batches.delete(current_identity().user_id, batch_id)
 
 
 @blp.route("/<uuid:batch_id>/cancel", methods=["POST"])

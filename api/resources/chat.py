@@ -1,8 +1,13 @@
 from __future__ import annotations
 
-from api import sse
+from api import sse, stream_leases
 from api.resources.blueprint import Blueprint
-from api.resources.jobs import cache_header, job_request
+from api.resources.jobs import (
+    TOO_MANY_CONVERSATIONS,
+    TOO_MANY_STREAMS,
+    cache_header,
+    job_request,
+)
 from api.schemas.jobs import ChatResponseSchema, JobCreateSchema, JobEventSchema
 from api.security import auth_required, current_identity
 from api.services import jobs
@@ -15,6 +20,7 @@ blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Chat")
 @blp.arguments(JobCreateSchema)
 @blp.response(200, ChatResponseSchema)
 @blp.alt_response(404, description="conversation_id names no conversation of yours")
+@blp.alt_response(409, description=TOO_MANY_CONVERSATIONS)
 @blp.alt_response(502, description="The model failed; the error carries the job id")
 @blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the job goes on")
 def chat(payload):
@@ -32,6 +38,8 @@ def chat(payload):
 @auth_required
 @blp.arguments(JobCreateSchema)
 @blp.alt_response(404, description="conversation_id names no conversation of yours")
+@blp.alt_response(409, description=TOO_MANY_CONVERSATIONS)
+@blp.alt_response(429, description=TOO_MANY_STREAMS)
 @blp.doc(
     responses={
         "200": {
@@ -42,6 +50,7 @@ def chat(payload):
 )
 def chat_stream(payload):
     """Send a message and receive the answer as Server-Sent Events"""
+    stream_leases.reserve()  # at the cap, refused before a job is submitted
     job, created = jobs.submit(current_identity(), job_request(payload))
     headers = {"X-Job-ID": str(job.id), **cache_header(job)}
     return sse.response(job.id, None, fresh=created, headers=headers)

@@ -5,6 +5,7 @@ import uuid
 import marshmallow as ma
 
 from api.resources.blueprint import Blueprint
+from api.resources.jobs import TOO_MANY_CONVERSATIONS
 from api.schemas.common import PaginationQuerySchema
 from api.schemas.conversations import (
     ConversationCreateSchema,
@@ -25,9 +26,10 @@ blp = Blueprint(
 @auth_required
 @blp.arguments(ConversationCreateSchema)
 @blp.response(201, ConversationSchema)
+@blp.alt_response(409, description=TOO_MANY_CONVERSATIONS)
 def create_conversation(payload):
     """Start a conversation"""
-    return conversations.create(current_identity().user_id, payload.get("title"))
+    return conversations.create(current_identity().user, payload.get("title"))
 
 
 @blp.route("/", methods=["GET"])

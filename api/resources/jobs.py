@@ -22,6 +22,12 @@ from api.streams import valid_event_id
 blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Submit-and-poll jobs")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# The OpenAPI descriptions of the per-account caps met by the views that stream or start
+# a conversation (a 429 otherwise means the per-minute rate limit).
+TOO_MANY_STREAMS = (
+    "Rate limited, or your open event streams are at their cap (code too_many_streams)"
+)
+TOO_MANY_CONVERSATIONS = "Your stored conversations are at their cap (code too_many_conversations)"
 
 
 def idempotency_key() -> str | None:
@@ -66,6 +72,7 @@ def last_event_id() -> str | None:
 @blp.arguments(JobCreateSchema)
 @blp.response(202, JobSchema)
 @blp.alt_response(404, description="conversation_id names no conversation of yours")
+@blp.alt_response(409, description=TOO_MANY_CONVERSATIONS)
 def create_job(payload):
     """Submit a chat job; poll it or follow its events
 
@@ -112,6 +119,7 @@ def cancel_job(job_id: uuid.UUID):
 
 @blp.route("/<uuid:job_id>/events", methods=["GET"])
 @auth_required
+@blp.alt_response(429, description=TOO_MANY_STREAMS)
 @blp.doc(
     responses={
         "200": {

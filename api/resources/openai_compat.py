@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from api import sse
+from api import sse, stream_leases
 from api.resources.blueprint import Blueprint
-from api.resources.jobs import cache_header, cache_mode, idempotency_key
+from api.resources.jobs import TOO_MANY_STREAMS, cache_header, cache_mode, idempotency_key
 from api.schemas.openai_compat import (
     ChatCompletionChunkEventSchema,
     ChatCompletionRequestSchema,
@@ -27,6 +27,7 @@ blp = Blueprint(
 @blp.arguments(ChatCompletionRequestSchema)
 @blp.response(200, ChatCompletionSchema)
 @blp.alt_response(404, description="The model does not exist (code model_not_found)")
+@blp.alt_response(429, description=TOO_MANY_STREAMS)
 @blp.alt_response(502, description="The model failed")
 @blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the job goes on")
 # Keyed 200 like @blp.response's, so the stream is added to the JSON body, not put instead.
@@ -49,6 +50,8 @@ def chat_completions(payload):
     request = openai_compat.job_request(
         payload, idempotency_key=idempotency_key(), cache=cache_mode()
     )
+    if payload["stream"]:
+        stream_leases.reserve()  # at the cap, refused before a job is submitted
     job, created = jobs.submit(current_identity(), request)
     headers = {"X-Job-ID": str(job.id), **cache_header(job)}
     if payload["stream"]:
@@ -66,6 +69,7 @@ def chat_completions(payload):
 @blp.arguments(CompletionRequestSchema)
 @blp.response(200, CompletionSchema)
 @blp.alt_response(404, description="The model does not exist (code model_not_found)")
+@blp.alt_response(429, description=TOO_MANY_STREAMS)
 @blp.alt_response(502, description="The model failed")
 @blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the job goes on")
 @blp.doc(
@@ -86,6 +90,8 @@ def completions(payload):
     request = openai_compat.completion_job_request(
         payload, idempotency_key=idempotency_key(), cache=cache_mode()
     )
+    if payload["stream"]:
+        stream_leases.reserve()  # at the cap, refused before a job is submitted
     job, created = jobs.submit(current_identity(), request)
     headers = {"X-Job-ID": str(job.id), **cache_header(job)}
     if payload["stream"]:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from api import sse
+from api import sse, stream_leases
 from api.resources.blueprint import Blueprint
-from api.resources.jobs import cache_header, cache_mode
+from api.resources.jobs import TOO_MANY_STREAMS, cache_header, cache_mode
 from api.schemas.responses import (
     ResponseCreateSchema,
     ResponseEventSchema,
@@ -40,6 +40,7 @@ def _stream(job, after: int | None = None):
 @blp.arguments(ResponseCreateSchema)
 @blp.response(200, ResponseObjectSchema)
 @blp.alt_response(404, description="The model, or the previous response, does not exist")
+@blp.alt_response(429, description=TOO_MANY_STREAMS)
 @blp.alt_response(502, description="The model failed (not in background)")
 @blp.alt_response(504, description="No answer within CHAT_WAIT_SECONDS; the response goes on")
 @blp.doc(responses=STREAM_DOC)
@@ -52,6 +53,8 @@ def create(payload):
     the events come as OpenAI's (`response.created`, `response.output_text.delta`, ...,
     `response.completed`), each with its `sequence_number`.
     """
+    if payload["stream"]:
+        stream_leases.reserve()  # at the cap, refused before a job is submitted
     job = responses.create(current_identity(), payload, cache=cache_mode())
     if payload["stream"]:
         return _stream(job)
@@ -65,6 +68,7 @@ def create(payload):
 @blp.arguments(ResponseQuerySchema, location="query")
 @blp.response(200, ResponseObjectSchema)
 @blp.alt_response(404, description="No such response of yours")
+@blp.alt_response(429, description=TOO_MANY_STREAMS)
 @blp.doc(responses=STREAM_DOC)
 def get(query, response_id: str):
     """Retrieve a response; with `stream=true` its events (after `starting_after`)"""

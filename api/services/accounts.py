@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from api.extensions import db
 from api.models import User
 from api.repositories import users as users_repo
-from api.services import passwords
+from api.services import passwords, sessions
 from api.services.errors import Conflict, InvalidInput, Unauthorized
 
 BAD_CREDENTIALS = "Invalid email or password."
@@ -95,7 +95,9 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
         )
     _check_new_password(new_password, "new_password")
     user.password_hash = passwords.hash_password(new_password)
-    # Every token issued before this moment stops working.
+    # Every token issued before this moment stops working...
     user.token_version += 1
-    db.session.commit()
+    # ...and every session ends with the new password (committed together): whoever knew
+    # the old one keeps no session, and the owner's listing says why each one ended.
+    sessions.end_all(user.id, "password_changed")
     return user

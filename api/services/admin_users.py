@@ -8,7 +8,7 @@ from api.extensions import db
 from api.models import User
 from api.repositories import users as users_repo
 from api.repositories.pagination import Page
-from api.services import accounts
+from api.services import accounts, sessions
 from api.services.errors import Conflict, NotFound
 
 
@@ -38,15 +38,28 @@ def update(
     # An admin demoting or deactivating themselves could leave nobody able to administer.
     if changes and user.id == admin.id:
         raise Conflict("Admins cannot change their own role or active status.")
+    if rate_limit_per_minute is not UNSET:
+        user.rate_limit_per_minute = rate_limit_per_minute
     if changes:
         for name, value in changes.items():
             setattr(user, name, value)
         # Tokens carry the role; old ones must not keep the old role or outlive deactivation.
         user.token_version += 1
-    if rate_limit_per_minute is not UNSET:
-        user.rate_limit_per_minute = rate_limit_per_minute
+        # Their sessions end too (committed with the change): a demoted user keeps no
+        # session of the old role, a deactivated one none to come back to.
+        if changes.get("is_active") is False:
+            sessions.end_all(user.id, "deactivated")
+        elif "role" in changes:
+            sessions.end_all(user.id, "role_changed")
     db.session.commit()
     return user
+
+
+def end_sessions(user_id: uuid.UUID) -> int:
+    """End every login session of a user (their API keys keep working); how many."""
+    if users_repo.get(user_id) is None:
+        raise NotFound("User not found.")
+    return sessions.end_all(user_id, "admin")
 
 
 def create_or_promote_admin(
@@ -56,9 +69,12 @@ def create_or_promote_admin(
     existing = users_repo.get_by_email(accounts.normalize_email(email))
     if existing is not None:
         if existing.role != "admin" or not existing.is_active:
+            promoted = existing.role != "admin"
             existing.role = "admin"
             existing.is_active = True
             existing.token_version += 1
+            if promoted:  # as for a role change by an admin (update above)
+                sessions.end_all(existing.id, "role_changed")
             db.session.commit()
         return existing, False
     if not password:

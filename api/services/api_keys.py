@@ -19,6 +19,7 @@ from api.extensions import db
 from api.models import ApiKey, User
 from api.models.base import utcnow
 from api.repositories import api_keys as api_keys_repo
+from api.services import caps
 from api.services.errors import Conflict, NotFound, Unauthorized
 
 KEY_PREFIX = "gw_"
@@ -46,8 +47,12 @@ def hash_secret(secret: str) -> str:
 
 def create(user: User, name: str) -> CreatedKey:
     limit = current_app.config["MAX_API_KEYS_PER_USER"]
+    caps.lock_account(user.id)  # two creations at the limit must not both pass
     if api_keys_repo.count_active_for_user(user.id) >= limit:
-        raise Conflict(f"You already have {limit} API keys; delete one before creating another.")
+        raise Conflict(
+            f"You already have {limit} API keys (the limit); delete one before creating another.",
+            details={"limit": limit},
+        )
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         user_id=user.id,

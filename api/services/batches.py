@@ -23,15 +23,23 @@ from api.repositories import batches as batches_repo
 from api.repositories.pagination import Page
 from api.schemas.batches import BatchItemSchema, BatchLineSchema
 from api.security import Identity
-from api.services import jobs, openai_compat, routing, usage
+from api.services import caps, jobs, openai_compat, routing, usage
 from api.services.batch_progress import settle
-from api.services.errors import Conflict, InvalidBatch, NotFound, ServiceError
+from api.services.errors import (
+    Conflict,
+    InvalidBatch,
+    NotFound,
+    ServiceError,
+    TooManyRequests,
+)
 from api.streams import compact_json
 
 log = logging.getLogger(__name__)
 
 # Bad lines listed in a 400, at most: enough to fix a file, small enough to read.
 MAX_REPORTED_LINES = 100
+# Retry-After of a batch refused for too many active ones: batches run for minutes.
+ACTIVE_BATCH_RETRY_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ def create(
     metadata: dict[str, Any] | None = None,
 ) -> Batch:
     """Store the batch and its jobs in one commit, then enqueue them at batch priority."""
+    check_room(identity)
     usage.check_daily_quota(identity.user_id)
     now = utcnow()
     batch = batches_repo.add(
@@ -191,6 +200,36 @@ def create(
         for job in failed:
             metrics.record_job(job)
     return batch
+
+
+def check_room(identity: Identity) -> None:
+    """409 when the user stores as many batches as their role may, 429 when as many are
+    queued or running. The caller inserts the batch in this transaction: the user's row
+    stays locked until it commits, so concurrent submissions are counted in turn."""
+    stored_cap = caps.limit(identity.user, "STORED_BATCHES")
+    active_cap = caps.limit(identity.user, "ACTIVE_BATCHES")
+    if not stored_cap and not active_cap:
+        return
+    caps.lock_account(identity.user_id)
+    stored, active = batches_repo.counts_for_user(identity.user_id)
+    # Stored first: waiting does not make room there, so it is the answer that helps.
+    if stored_cap and stored >= stored_cap:
+        raise Conflict(
+            f"You have {stored} batches stored (the limit is {stored_cap}); delete ended "
+            "batches you no longer need (DELETE /api/batches/<id>, after downloading their "
+            "results) to make room.",
+            code="too_many_batches",
+            details={"stored": stored, "limit": stored_cap},
+        )
+    if active_cap and active >= active_cap:
+        raise TooManyRequests(
+            f"You have {active} batches queued or running (the limit is {active_cap}); "
+            "submit this one when one of them has ended, or cancel one "
+            "(POST /api/batches/<id>/cancel).",
+            code="too_many_active_batches",
+            details={"active": active, "limit": active_cap},
+            headers={"Retry-After": str(ACTIVE_BATCH_RETRY_SECONDS)},
+        )
 
 
 def get(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
@@ -244,6 +283,24 @@ def cancel(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
     settle(batch.id)
     db.session.refresh(batch)
     return batch
+
+
+def delete(user_id: uuid.UUID, batch_id: uuid.UUID) -> None:
+    """Delete an ended batch with its requests and results (their usage rows stay)."""
+    get(user_id, batch_id)  # 404 unless it is the user's
+    batch = batches_repo.lock(batch_id)  # not deleted while a last request completes it
+    if batch is None:  # deleted by a parallel request
+        db.session.rollback()
+        raise NotFound("Batch not found.")
+    if not batch.is_ended:
+        db.session.rollback()
+        raise Conflict(
+            f"The batch is {batch.status}; cancel it (POST /api/batches/{batch_id}/cancel) "
+            "and delete it once it has ended.",
+            details={"status": batch.status},
+        )
+    batches_repo.delete(batch)
+    db.session.commit()
 
 
 def _result(job: Job) -> dict[str, Any]:

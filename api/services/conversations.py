@@ -5,20 +5,43 @@ from __future__ import annotations
 import uuid
 
 from api.extensions import db
-from api.models import Conversation, Message
+from api.models import Conversation, Message, User
 from api.repositories import conversations as conversations_repo
 from api.repositories import messages as messages_repo
 from api.repositories.pagination import Page
-from api.services.errors import NotFound
+from api.services import caps
+from api.services.errors import Conflict, NotFound
 
 DEFAULT_TITLE = "New conversation"
 
 
-def create(user_id: uuid.UUID, title: str | None = None) -> Conversation:
-    conversation = Conversation(user_id=user_id, title=(title or "").strip() or DEFAULT_TITLE)
+def create(user: User, title: str | None = None) -> Conversation:
+    check_room(user)
+    conversation = Conversation(user_id=user.id, title=(title or "").strip() or DEFAULT_TITLE)
     conversations_repo.add(conversation)
     db.session.commit()
     return conversation
+
+
+def check_room(user: User) -> None:
+    """409 when the user already stores as many conversations as their role may.
+
+    The caller inserts the new conversation in this transaction: the user's row stays
+    locked until it commits, so concurrent creations are counted one after the other.
+    """
+    cap = caps.limit(user, "CONVERSATIONS")
+    if not cap:
+        return
+    caps.lock_account(user.id)
+    stored = conversations_repo.count_for_user(user.id)
+    if stored >= cap:
+        raise Conflict(
+            f"You have {stored} conversations (the limit is {cap}); delete one you no "
+            "longer need (DELETE /api/conversations/<id>) or continue one by sending its "
+            "conversation_id.",
+            code="too_many_conversations",
+            details={"conversations": stored, "limit": cap},
+        )
 
 
 def list_page(user_id: uuid.UUID, page: int, page_size: int) -> Page:

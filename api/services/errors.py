@@ -49,6 +49,13 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class TooManyRequests(ServiceError):
+    """A limit that frees up with time or as the caller's work ends: retry later."""
+
+    status = 429
+    code = "rate_limited"
+
+
 class InvalidInput(ServiceError):
     """A rule on the request's content, reported per field like schema errors."""
 

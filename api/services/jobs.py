@@ -122,6 +122,7 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     user_message = None
     if keeps_conversation:
         if conversation is None:
+            conversations.check_room(identity.user)
             conversation = conversations_repo.add(
                 Conversation(user_id=user_id, title=conversations.title_from(request.message))
             )

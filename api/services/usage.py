@@ -6,19 +6,14 @@ import uuid
 from datetime import datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import select
 
 from api.extensions import db
-from api.models import Job, UsageRecord, User
+from api.models import Job, UsageRecord
 from api.models.base import utcnow
 from api.repositories import jobs as jobs_repo
 from api.repositories import usage as usage_repo
-from api.services.errors import ServiceError
-
-
-class TooManyRequests(ServiceError):
-    status = 429
-    code = "rate_limited"
+from api.services import caps
+from api.services.errors import TooManyRequests
 
 
 def record_job(job: Job) -> None:
@@ -50,7 +45,7 @@ def check_submission_allowed(user_id: uuid.UUID) -> None:
     config = current_app.config
     cap = config["MAX_JOBS_IN_FLIGHT"]
     if cap:
-        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        caps.lock_account(user_id)
         in_flight = jobs_repo.count_in_flight(user_id)
         if in_flight >= cap:
             raise TooManyRequests(

@@ -198,9 +198,10 @@ def test_promoting_a_user_returns_the_updated_user(client, admin, alice):
 def test_a_role_change_invalidates_the_users_old_tokens(client, admin, alice):
     assert patch_user(client, admin, alice.id, {"role": "admin"}).status_code == 200
 
-    error_of(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
+    # The change ended her login sessions.
+    error_of(client.get("/api/user/me", headers=alice.headers), 401, "token_revoked")
     refreshed = client.post("/api/auth/refresh", headers=bearer(alice.refresh_token))
-    error_of(refreshed, 401, "invalid_token")
+    error_of(refreshed, 401, "token_revoked")
 
 
 def test_a_promoted_user_reaches_admin_endpoints_after_logging_in_again(client, admin, alice):
@@ -221,7 +222,7 @@ def test_a_demoted_admin_loses_admin_access(client, admin, alice):
 
     assert patch_user(client, admin, other_admin.id, {"role": "user"}).status_code == 200
 
-    error_of(client.get(USERS, headers=promoted), 401, "invalid_token")
+    error_of(client.get(USERS, headers=promoted), 401, "token_revoked")
     relogged = bearer(login(client, other_admin.email).get_json()["access_token"])
     error_of(client.get(USERS, headers=relogged), 403, "forbidden")
 
@@ -248,7 +249,7 @@ def test_deactivating_a_user_cuts_off_tokens_api_keys_and_login(client, admin, a
 
     assert response.status_code == 200
     assert response.get_json()["is_active"] is False
-    error_of(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
+    error_of(client.get("/api/user/me", headers=alice.headers), 401, "token_revoked")
     refreshed = client.post("/api/auth/refresh", headers=bearer(alice.refresh_token))
     assert refreshed.status_code == 401
     error_of(client.get("/api/user/me", headers={"X-API-Key": key}), 401, "invalid_api_key")
@@ -278,7 +279,7 @@ def test_reactivating_a_user_lets_them_log_in_again(client, admin, alice):
     assert me.status_code == 200
     assert client.get("/api/user/me", headers={"X-API-Key": key}).status_code == 200
     # Tokens from before the deactivation stay dead.
-    error_of(client.get("/api/user/me", headers=alice.headers), 401, "invalid_token")
+    error_of(client.get("/api/user/me", headers=alice.headers), 401, "token_revoked")
 
 
 def test_an_unchanged_patch_keeps_the_users_tokens(client, admin, alice):
@@ -358,7 +359,7 @@ def test_create_admin_promotes_an_existing_user(app, client, alice):
 
     assert result.exit_code == 0, result.output
     # The old token carried the old role: it is refused, a fresh login has admin access.
-    error_of(client.get(USERS, headers=alice.headers), 401, "invalid_token")
+    error_of(client.get(USERS, headers=alice.headers), 401, "token_revoked")
     tokens = login(client, alice.email)
     assert client.get(USERS, headers=bearer(tokens.get_json()["access_token"])).status_code == 200
 

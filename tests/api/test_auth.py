@@ -16,7 +16,15 @@ from api.extensions import db
 from api.models import User
 from config.settings import TestingConfig
 from tests.conftest import PASSWORD
-from tests.helpers import assert_unauthorized, bearer, error_of, field_messages
+from tests.helpers import (
+    assert_unauthorized,
+    bearer,
+    error_of,
+    field_messages,
+    login,
+    logout,
+    refresh,
+)
 
 WRONG_PASSWORD = "not the password at all"
 # A key of realistic length that is not the app's: PyJWT warns about short HMAC keys.
@@ -30,20 +38,8 @@ def register(client, email: str, password: str = PASSWORD, **extra):
     return client.post("/api/auth/register", json={"email": email, "password": password, **extra})
 
 
-def login(client, email: str, password: str = PASSWORD, **kwargs):
-    return client.post("/api/auth/login", json={"email": email, "password": password}, **kwargs)
-
-
 def me(client, token: str):
     return client.get("/api/user/me", headers=bearer(token))
-
-
-def refresh(client, refresh_token: str):
-    return client.post("/api/auth/refresh", headers=bearer(refresh_token))
-
-
-def logout(client, access_token: str):
-    return client.post("/api/auth/logout", headers=bearer(access_token))
 
 
 def set_active(client, admin, user_id: str, active: bool) -> None:
@@ -63,8 +59,9 @@ def change_password(client, account, new_password: str) -> dict:
     return response.get_json()
 
 
-def token_claims(user_id: str, *, lifetime: int = 600, **overrides) -> dict:
-    """Claims shaped like the ones the app puts in an access token."""
+def token_claims(user_id: str, session_of: str, *, lifetime: int = 600, **overrides) -> dict:
+    """Claims shaped like the ones the app puts in an access token, in the login session
+    of the app-issued token `session_of` (a token counts only while its session does)."""
     now = int(time.time())
     claims = {
         "sub": user_id,
@@ -73,7 +70,7 @@ def token_claims(user_id: str, *, lifetime: int = 600, **overrides) -> dict:
         "fresh": False,
         "role": "user",
         "ver": 0,
-        "fam": uuid.uuid4().hex,
+        "fam": jwt.decode(session_of, options={"verify_signature": False})["fam"],
         "iat": now,
         "nbf": now,
         "exp": now + lifetime,
@@ -516,7 +513,7 @@ def test_logout_with_a_refresh_token_is_refused(client, alice):
 
 def test_a_token_built_like_the_apps_is_accepted(app, client, alice):
     """The control for the forged tokens below: their shape alone is not what fails them."""
-    assert me(client, sign(app, token_claims(alice.id))).status_code == 200
+    assert me(client, sign(app, token_claims(alice.id, alice.access_token))).status_code == 200
 
 
 def test_missing_authorization_header_is_refused(client):
@@ -542,7 +539,7 @@ def test_malformed_authorization_is_refused(client, value):
 
 
 def test_alg_none_token_is_refused(client, alice):
-    claims = token_claims(alice.id)
+    claims = token_claims(alice.id, alice.access_token)
     with_library = jwt.encode(claims, None, algorithm="none")
     by_hand = (
         b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
@@ -556,7 +553,9 @@ def test_alg_none_token_is_refused(client, alice):
 
 
 def test_token_signed_with_a_wrong_key_is_refused(app, client, alice):
-    assert_unauthorized(me(client, sign(app, token_claims(alice.id), WRONG_KEY)), "invalid_token")
+    claims = token_claims(alice.id, alice.access_token)
+
+    assert_unauthorized(me(client, sign(app, claims, WRONG_KEY)), "invalid_token")
 
 
 def test_token_with_a_tampered_payload_is_refused(client, admin, alice):
@@ -572,13 +571,15 @@ def test_token_with_a_tampered_payload_is_refused(client, admin, alice):
 
 def test_expired_token_is_refused(app, client, alice):
     past = int(time.time()) - 3600
-    claims = token_claims(alice.id, iat=past, nbf=past, exp=past + 60)
+    claims = token_claims(alice.id, alice.access_token, iat=past, nbf=past, exp=past + 60)
 
     assert_unauthorized(me(client, sign(app, claims)), "token_expired")
 
 
-def test_token_for_an_unknown_user_is_refused(app, client):
-    assert_unauthorized(me(client, sign(app, token_claims(str(uuid.uuid4())))), "invalid_token")
+def test_token_for_an_unknown_user_is_refused(app, client, alice):
+    claims = token_claims(str(uuid.uuid4()), alice.access_token)
+
+    assert_unauthorized(me(client, sign(app, claims)), "invalid_token")
 
 
 def test_token_of_a_deactivated_user_is_refused(app, client, alice, admin):
@@ -587,20 +588,25 @@ def test_token_of_a_deactivated_user_is_refused(app, client, alice, admin):
     assert_unauthorized(me(client, alice.access_token))
     # Even a correctly signed token with the account's current version is refused.
     version = db_user(app, alice.email).token_version
-    assert_unauthorized(me(client, sign(app, token_claims(alice.id, ver=version))))
+    claims = token_claims(alice.id, alice.access_token, ver=version)
+    assert_unauthorized(me(client, sign(app, claims)))
 
 
 def test_token_issued_before_a_password_change_is_refused(app, client, alice):
-    change_password(client, alice, "a brand new passphrase")
+    new_session = change_password(client, alice, "a brand new passphrase")["access_token"]
 
-    assert_unauthorized(me(client, alice.access_token), "invalid_token")
-    assert_unauthorized(me(client, sign(app, token_claims(alice.id, ver=0))), "invalid_token")
-    # The same claims with the new version pass: the version is what refuses the old ones.
-    assert me(client, sign(app, token_claims(alice.id, ver=1))).status_code == 200
+    # Its login session ended with the change.
+    assert_unauthorized(me(client, alice.access_token), "token_revoked")
+    # In the session opened by the change, the version is what refuses the old claims:
+    # the same claims with the new version pass.
+    stale = token_claims(alice.id, new_session, ver=0)
+    assert_unauthorized(me(client, sign(app, stale)), "invalid_token")
+    current = token_claims(alice.id, new_session, ver=1)
+    assert me(client, sign(app, current)).status_code == 200
 
 
 def test_role_claim_in_a_token_is_not_trusted_over_the_database(app, client, alice):
-    token = sign(app, token_claims(alice.id, role="admin"))
+    token = sign(app, token_claims(alice.id, alice.access_token, role="admin"))
 
     assert me(client, token).get_json()["role"] == "user"
     error_of(client.get("/api/admin/users", headers=bearer(token)), 403, "forbidden")

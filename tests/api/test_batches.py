@@ -875,6 +875,41 @@ def test_batch_requests_failed_for_an_unreachable_queue_have_usage_rows(monkeypa
     assert set(usage_rows(app)) == {job.id for job in jobs}
 
 
+def test_deleting_an_ended_batch_removes_it_and_its_results_and_keeps_usage(app, client, alice):
+    batch = submit_json(client, alice, 2)
+    first, second = stored_jobs(app, batch["id"])
+    succeed(app, first.id)
+    succeed(app, second.id)
+    assert get_batch(client, alice, batch["id"])["status"] == "completed"
+
+    response = client.delete(f"{BATCHES}/{batch['id']}", headers=alice.headers)
+
+    assert response.status_code == 204
+    error_of(client.get(f"{BATCHES}/{batch['id']}", headers=alice.headers), 404, "not_found")
+    results = client.get(f"{BATCHES}/{batch['id']}/results", headers=alice.headers)
+    error_of(results, 404, "not_found")
+    assert (count(app, Batch), count(app, Job)) == (0, 0)
+    # The usage log still counts what the batch generated, without the job it came from.
+    rows = usage_rows(app)
+    assert set(rows) == {None} and count(app, UsageRecord) == 2
+    again = client.delete(f"{BATCHES}/{batch['id']}", headers=alice.headers)
+    error_of(again, 404, "not_found")
+
+
+def test_a_batch_that_has_not_ended_cannot_be_deleted(app, client, alice):
+    in_progress = submit_json(client, alice, 1)
+    cancelling = submit_json(client, alice, 2)
+    first, _second = stored_jobs(app, cancelling["id"])
+    start(app, first.id)
+    cancel(client, alice, cancelling["id"])  # the running request goes on
+
+    for batch, status in ((in_progress, "in_progress"), (cancelling, "cancelling")):
+        response = client.delete(f"{BATCHES}/{batch['id']}", headers=alice.headers)
+        error = error_of(response, 409, "conflict")
+        assert status in error["message"] and "/cancel" in error["message"]
+    assert count(app, Batch) == 2
+
+
 # --- 6. limits: batch requests do not use the in-flight allowance ------------------------
 
 

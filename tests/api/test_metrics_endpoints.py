@@ -443,28 +443,91 @@ def test_with_a_token_only_the_right_bearer_token_is_served(monkeypatch, app, ad
         assert list(text_string_to_metric_families(served.get_data(as_text=True)))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "100.64.1.1", "2001:4860:4860::8888"])
-def test_without_a_token_an_external_address_is_403(monkeypatch, app, address):
+# Private and shared ranges are not this host: in a container network or a cloud subnet
+# they are every neighbour's addresses.
+NOT_LOOPBACK = [
+    "10.0.0.5",
+    "192.168.0.7",
+    "172.16.5.4",
+    "100.64.1.1",
+    "169.254.1.1",
+    "fd00::5",
+    "fe80::1",
+    "8.8.8.8",
+    "2001:4860:4860::8888",
+    "::ffff:10.0.0.5",
+]
+SPOOFED_LOCAL = [
+    {"X-Forwarded-For": "127.0.0.1"},
+    {"X-Forwarded-For": "::1"},
+    {"X-Real-IP": "127.0.0.1"},
+    {"Forwarded": "for=127.0.0.1"},
+]
+
+
+@pytest.mark.parametrize("address", NOT_LOOPBACK)
+def test_without_a_token_an_address_other_than_loopback_is_403(monkeypatch, app, address):
     client = app_with(monkeypatch, METRICS_TOKEN="").test_client()
 
-    error_of(client.get(PROMETHEUS, environ_base={"REMOTE_ADDR": address}), 403, "forbidden")
-    # A forwarded-for header is not believed unless proxies are configured.
-    spoofed = client.get(
-        PROMETHEUS,
-        environ_base={"REMOTE_ADDR": address},
-        headers={"X-Forwarded-For": "127.0.0.1"},
-    )
+    refused = client.get(PROMETHEUS, environ_base={"REMOTE_ADDR": address})
+
+    error = error_of(refused, 403, "forbidden")
+    assert "METRICS_TOKEN" in error["message"]
+    assert "gateway_" not in refused.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2])
+@pytest.mark.parametrize("headers", SPOOFED_LOCAL, ids=lambda h: next(iter(h)))
+def test_without_a_token_a_spoofed_local_address_is_403(monkeypatch, app, hops, headers):
+    # With PROXY_FIX_HOPS the app takes its client address from X-Forwarded-For: one hop
+    # more than the proxies really in front would hand the client's own value to the app.
+    client = app_with(monkeypatch, METRICS_TOKEN="", PROXY_FIX_HOPS=hops).test_client()
+
+    spoofed = client.get(PROMETHEUS, environ_base={"REMOTE_ADDR": "10.0.0.5"}, headers=headers)
+
     error_of(spoofed, 403, "forbidden")
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.1.2.3", "192.168.0.7", "172.16.5.4"])
-def test_without_a_token_loopback_and_private_addresses_are_served(monkeypatch, app, address):
-    client = app_with(monkeypatch, METRICS_TOKEN="").test_client()
+@pytest.mark.parametrize("hops", [0, 1])
+def test_without_a_token_a_request_forwarded_by_a_proxy_on_this_host_is_403(monkeypatch, app, hops):
+    # nginx on the same host, in front of 127.0.0.1:8000, connects from loopback for every
+    # client it forwards, local or not.
+    client = app_with(monkeypatch, METRICS_TOKEN="", PROXY_FIX_HOPS=hops).test_client()
+
+    for forwarded_for in ("203.0.113.9", "127.0.0.1, 203.0.113.9", "127.0.0.1"):
+        forwarded = client.get(
+            PROMETHEUS,
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+            headers={"X-Forwarded-For": forwarded_for},
+        )
+        error_of(forwarded, 403, "forbidden")
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize("hops", [0, 1])
+def test_without_a_token_a_loopback_peer_is_served(monkeypatch, app, address, hops):
+    client = app_with(monkeypatch, METRICS_TOKEN="", PROXY_FIX_HOPS=hops).test_client()
 
     response = client.get(PROMETHEUS, environ_base={"REMOTE_ADDR": address})
 
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.mimetype == "text/plain"
+
+
+def test_with_a_token_loopback_needs_it_too_and_a_proxied_scraper_is_served(monkeypatch, app):
+    client = app_with(monkeypatch, METRICS_TOKEN="scrape-s3cret", PROXY_FIX_HOPS=1).test_client()
+    local = {"REMOTE_ADDR": "127.0.0.1"}
+
+    error_of(client.get(PROMETHEUS, environ_base=local), 401, "unauthorized")
+    error_of(
+        client.get(PROMETHEUS, environ_base=local, headers=bearer("wrong")), 401, "unauthorized"
+    )
+    proxied = client.get(
+        PROMETHEUS,
+        environ_base={"REMOTE_ADDR": "10.0.0.5"},
+        headers={**bearer("scrape-s3cret"), "X-Forwarded-For": "198.51.100.7"},
+    )
+    assert proxied.status_code == 200, proxied.get_data(as_text=True)
 
 
 def test_scrapes_and_their_refusals_are_not_counted(monkeypatch, app):

@@ -43,6 +43,8 @@ class DevStack:
             "LOCAL_LLM_PORT": str(self.llm_port),
             "FLOWER_PORT": str(self.flower_port),
             "DEV_RUN_DIR": str(self.run_dir),
+            # The generated secrets (Flower's login) go here, not into the checkout.
+            "DEV_SECRETS_FILE": str(work / "dev-secrets"),
             # Nothing else answers: the stack must start its own model server.
             "OLLAMA_URL": "",
             "OPENAI_BASE_URL": "",

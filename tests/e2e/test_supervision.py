@@ -9,10 +9,12 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from config import dev_secrets
 from tests.e2e.conftest import register_and_key
 from tests.helpers import alive, descendants
 
@@ -48,9 +50,13 @@ def test_make_dev_says_where_everything_is_and_its_first_request_works(dev_stack
     assert f"API            {dev_stack.url}" in banner
     assert f"Swagger UI     {dev_stack.url}/docs" in banner
     assert f"{dev_stack.llm_url}/v1  llama.cpp llama-server, SmolLM2-135M-Instruct" in banner
-    flower = re.search(r"Flower         (\S+)   user (\S+), password (\S+)", banner)
+    # Where Flower's password is, not the password: it stays out of terminals and logs.
+    flower = re.search(r"Flower         (\S+)   user (\S+), password: see (\S+) in (\S+)", banner)
     assert flower, banner
-    url, user, password = flower.groups()
+    url, user, variable, path = flower.groups()
+    password = dev_secrets.parse(Path(path).read_text())[variable].partition(":")[2]
+    assert path == dev_stack.env["DEV_SECRETS_FILE"]
+    assert password and password not in log
     assert requests.get(url, timeout=10).status_code == 401
     assert requests.get(url, auth=(user, password), timeout=10).status_code == 200
     assert requests.get(f"{dev_stack.url}/docs", timeout=10).status_code == 200

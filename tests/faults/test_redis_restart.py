@@ -11,10 +11,13 @@ on their queue by the workers' reconciler, so no job is lost.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
+import requests
 
+from tests.conftest import PASSWORD
 from tests.faults.conftest import (
     FaultyOllama,
     Follower,
@@ -37,6 +40,7 @@ from tests.faults.conftest import (
     wait_ended,
     wait_healthy,
 )
+from tests.helpers import bearer, register_over_http
 from tests.integration.conftest import http_error_of, text_of
 
 pytestmark = pytest.mark.faults
@@ -148,3 +152,41 @@ def test_a_late_reader_of_a_job_that_generated_through_a_redis_restart_gets_all_
     assert rebuilt[0] == "start", names
     assert late[-1].event == "done", [event.event for event in late]
     assert text_of(late) == job["output"]
+
+
+@pytest.mark.timeout(60)
+def test_a_logged_out_session_stays_revoked_through_a_redis_restart(gateway):
+    """Sessions and their revocations live in PostgreSQL; Redis only caches them."""
+    base = gateway.url
+    email = f"session-{uuid.uuid4().hex[:12]}@example.com"
+    first = register_over_http(base, email, PASSWORD)
+    credentials = {"email": email, "password": PASSWORD}
+    second = requests.post(f"{base}/api/auth/login", json=credentials, timeout=10).json()
+
+    def me(token: str) -> requests.Response:
+        return requests.get(f"{base}/api/user/me", headers=bearer(token), timeout=10)
+
+    def refresh(token: str) -> requests.Response:
+        return requests.post(f"{base}/api/auth/refresh", headers=bearer(token), timeout=10)
+
+    assert me(first["access_token"]).status_code == 200  # its "active" is now cached
+    logout = requests.post(
+        f"{base}/api/auth/logout", headers=bearer(first["access_token"]), timeout=10
+    )
+    assert logout.status_code == 204, logout.text
+
+    gateway.redis.kill()
+    gateway.redis.start()  # same port, empty: every cached session state is gone
+    wait_healthy(gateway)
+
+    http_error_of(me(first["access_token"]), 401, "token_revoked")
+    http_error_of(refresh(first["refresh_token"]), 401, "token_revoked")
+    # The other login of the same user was never ended, and still works.
+    assert me(second["access_token"]).status_code == 200
+    sessions = requests.get(
+        f"{base}/api/user/sessions", headers=bearer(second["access_token"]), timeout=10
+    ).json()
+    assert [(s["current"], s["revoked_reason"]) for s in sessions] == [
+        (True, None),
+        (False, "logout"),
+    ]

@@ -249,12 +249,35 @@ def response_target(app, client, owner: Account, redis_client) -> Target:
     return finish_target(target, owner, job_id)
 
 
+def session_target(app, client, owner: Account, redis_client) -> Target:
+    """A login session of Alice's, from a browser whose user agent carries the marker."""
+    marker = f"alice-secret-{uuid.uuid4().hex}"
+    login = client.post(
+        "/api/auth/login",
+        json={"email": owner.email, "password": owner.password},
+        headers={"User-Agent": f"{marker} browser"},
+    )
+    session_token = ok_json(login)["access_token"]
+    sessions = ok_json(client.get("/api/user/sessions", headers=bearer(session_token)))
+    session_id = next(session["id"] for session in sessions if session["current"])
+
+    def snapshot():
+        return ok_json(client.get("/api/user/sessions", headers=owner.headers))
+
+    def still_works():
+        assert ok_json(client.get("/api/user/me", headers=bearer(session_token)))["id"] == owner.id
+
+    target = Target(id=session_id, marker=marker, snapshot=snapshot, still_works=still_works)
+    return finish_target(target, owner, session_token)
+
+
 BUILDERS = {
     "conversation": conversation_target,
     "job": job_target,
     "api_key": api_key_target,
     "batch": batch_target,
     "response": response_target,
+    "session": session_target,
 }
 # An id of each kind that names nothing.
 UNKNOWN_IDS = {"response": lambda: f"resp_{uuid.uuid4().hex}"}
@@ -290,7 +313,9 @@ ROUTES_WITH_IDS = [
     Route("DELETE", JOB, "job"),  # cancel
     Route("GET", f"{JOB}/events", "job"),  # SSE
     Route("DELETE", "/api/user/api-keys/<uuid:key_id>", "api_key"),  # revoke
+    Route("DELETE", "/api/user/sessions/<uuid:session_id>", "session"),  # log out
     Route("GET", BATCH, "batch"),
+    Route("DELETE", BATCH, "batch"),
     Route("GET", f"{BATCH}/results", "batch"),
     Route("POST", f"{BATCH}/cancel", "batch"),
     Route("GET", RESPONSE, "response"),
@@ -299,7 +324,10 @@ ROUTES_WITH_IDS = [
 
 # Admin-only routes with an id: not BOLA targets (admins act on every account), but a
 # plain user must get 403.
-ADMIN_ROUTES_WITH_IDS = [Route("PATCH", "/api/admin/users/<uuid:user_id>", "user")]
+ADMIN_ROUTES_WITH_IDS = [
+    Route("PATCH", "/api/admin/users/<uuid:user_id>", "user"),
+    Route("DELETE", "/api/admin/users/<uuid:user_id>/sessions", "user"),
+]
 
 # Routes with a path argument that names no object of anyone's.
 NOT_OBJECT_ROUTES = {("GET", "/docs/assets/<path:filename>")}  # Swagger UI's static files
@@ -452,7 +480,14 @@ def test_another_users_conversation_id_in_a_body_is_a_404_that_writes_nothing(
 
 @pytest.mark.parametrize("auth", list(AUTH_METHODS))
 @pytest.mark.parametrize(
-    "path", ["/api/conversations/", "/api/jobs/", "/api/batches/", "/api/user/api-keys"]
+    "path",
+    [
+        "/api/conversations/",
+        "/api/jobs/",
+        "/api/batches/",
+        "/api/user/api-keys",
+        "/api/user/sessions",
+    ],
 )
 def test_lists_show_none_of_another_users_objects(
     app, client, redis_client, owner, intruder, path, auth

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import schemathesis
+from flask_jwt_extended import decode_token
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -168,12 +169,14 @@ def build_world(app, redis_client, path_parameters: dict) -> World:
     with app.app_context():
         admin = accounts.register("fuzz-admin@example.com", PASSWORD, "Fuzz", role="admin")
         other = accounts.register("fuzz-other@example.com", PASSWORD, "Other")
-        pair = tokens.issue_pair(admin)
+        pair = tokens.login(admin)
         key = api_keys.create(admin, "fuzz")
         world = World(pair["access_token"], pair["refresh_token"], key.secret)
         # The admin's own id too: PATCH on yourself is the documented 409.
         world.ids["user_id"] = [str(other.id), str(admin.id)]
         world.ids["key_id"] = [str(key.id)]
+        # A second login of the admin's: ending it leaves the caller's session working.
+        world.ids["session_id"] = [decode_token(tokens.login(admin)["access_token"])["fam"]]
     client, headers = app.test_client(), bearer(world.access_token)
     if "conversation_id" in path_parameters:
         body = {"title": "Seeded"}

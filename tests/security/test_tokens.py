@@ -36,15 +36,18 @@ PUBLIC_ROUTES = {
     ("GET", "/docs"),
     ("GET", "/docs/assets/<path:filename>"),
 }
-# The Prometheus scrape has its own credential (METRICS_TOKEN) or none from internal
-# addresses: tested on its own below.
+# The Prometheus scrape has its own credential (METRICS_TOKEN) or none from this host's
+# loopback: tested on its own below.
 PROMETHEUS = ("GET", "/metrics")
 ADMIN_ROUTES = {
     ("GET", "/api/admin/users"),
     ("PATCH", "/api/admin/users/<uuid:user_id>"),
+    ("DELETE", "/api/admin/users/<uuid:user_id>/sessions"),
     ("GET", "/api/admin/stats"),
     ("GET", "/api/metrics/"),
 }
+# Routes that end the login session of the token they are called with.
+ENDS_THE_SESSION = {("POST", "/api/auth/logout"), ("DELETE", "/api/user/sessions")}
 AUTH_CODES = {"unauthorized", "invalid_token", "invalid_api_key", "token_expired", "token_revoked"}
 
 
@@ -300,7 +303,8 @@ def test_a_deactivated_users_tokens_and_keys_are_refused(client, alice, admin):
     key = api_key_of(client, alice)["key"]
     set_active(client, admin, alice, False)
 
-    assert_refused(me(client, alice.headers), code="invalid_token")
+    # The deactivation ended her login sessions.
+    assert_refused(me(client, alice.headers), code="token_revoked")
     assert_refused(client.post(REFRESH, headers=bearer(alice.refresh_token)), REFRESH)
     assert_refused(me(client, {"X-API-Key": key}), code="invalid_api_key")
     assert_refused(me(client, bearer(key)), code="invalid_api_key")
@@ -311,7 +315,7 @@ def test_reactivation_does_not_revive_tokens_issued_before_the_deactivation(clie
     set_active(client, admin, alice, False)
     set_active(client, admin, alice, True)
 
-    assert_refused(me(client, alice.headers), code="invalid_token")
+    assert_refused(me(client, alice.headers), code="token_revoked")
     assert_refused(client.post(REFRESH, headers=bearer(alice.refresh_token)), REFRESH)
 
 
@@ -380,6 +384,7 @@ PLAIN_USER_CREDENTIALS: dict[str, Callable[[Account], dict[str, str]]] = {
 ADMIN_REQUESTS = {
     ("GET", "/api/admin/users"): None,
     ("PATCH", "/api/admin/users/<uuid:user_id>"): {"is_active": False},
+    ("DELETE", "/api/admin/users/<uuid:user_id>/sessions"): None,
     ("GET", "/api/admin/stats"): None,
     ("GET", "/api/metrics/"): None,
 }
@@ -405,9 +410,7 @@ def test_exactly_the_admin_routes_refuse_a_plain_user_with_403(app, client, plai
     """Every authenticated route, asked by a plain user with harmless inputs (unknown ids,
     empty bodies): the ones answering 403 are the admin routes, wherever they live."""
     forbidden = set()
-    for method, rule in sorted(routes(app) - PUBLIC_ROUTES - {PROMETHEUS}):
-        if rule == "/api/auth/logout":  # would end the session used for the others
-            continue
+    for method, rule in sorted(routes(app) - PUBLIC_ROUTES - {PROMETHEUS} - ENDS_THE_SESSION):
         response = client.open(path_for(rule), method=method, json={}, headers=plain_user.headers)
         assert response.status_code != 500, f"{method} {rule}: {response.get_data(as_text=True)}"
         if response.status_code == 403:
