@@ -53,6 +53,7 @@ def create_app(config: Config | None = None) -> Flask:
     stream_leases.init_app(app)  # open SSE streams per account, counted in Redis
     queue.celery_init_app(app)
     jwt_callbacks.init_app(app)
+    rate_limits.use_steady_storage(app)
     limiter.init_app(app)
     rate_limits.init_app(app)  # after the limiter: see its docstring
     openapi.init_app(app)

@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import redis
 from flask import Flask, current_app, g, make_response, request
 from flask_limiter.util import get_remote_address
+from limits.storage import RedisStorage
 
 from api import errors
 from api.extensions import limiter
+
+# Selects the storage below when put before a Redis URL's scheme.
+STORAGE_SCHEME_PREFIX = "gateway+"
+
+
+class SteadyResetRedisStorage(RedisStorage):
+    """limits' Redis storage with a window end to the millisecond.
+
+    The stock one adds Redis's TTL in whole seconds to the current time, so
+    X-RateLimit-Reset moved by a second between requests of one window; PTTL gives every
+    request of a window the same reset. Registered by its scheme (limits' own mechanism).
+    """
+
+    STORAGE_SCHEME = [f"{STORAGE_SCHEME_PREFIX}{scheme}" for scheme in RedisStorage.STORAGE_SCHEME]
+
+    def __init__(self, uri: str, **options) -> None:
+        super().__init__(uri.removeprefix(STORAGE_SCHEME_PREFIX), **options)
+
+    def get_expiry(self, key: str) -> float:
+        milliseconds = self.get_connection(True).pttl(self.prefixed_key(key))
+        return max(milliseconds, 0) / 1000 + time.time()
 
 
 def _email_in_body() -> str:
@@ -86,6 +109,13 @@ password_change_per_user = limiter.limit(
     scope="password-change",
     deduct_when=_failed_credentials,
 )
+
+
+def use_steady_storage(app: Flask) -> None:
+    """Before limiter.init_app: count in SteadyResetRedisStorage."""
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    if uri.split("://", 1)[0] in RedisStorage.STORAGE_SCHEME:
+        app.config["RATELIMIT_STORAGE_URI"] = STORAGE_SCHEME_PREFIX + uri
 
 
 def init_app(app: Flask) -> None:

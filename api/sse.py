@@ -23,7 +23,12 @@ def synthesize(job: Job) -> list[Event]:
     """A finished job's events rebuilt from PostgreSQL, for a stream that has expired."""
     # A cached answer says so, as its live stream did.
     cached = {"cached": True} if job.cached else {}
-    events = [("start", {"job_id": str(job.id), "model": job.model, "tier": job.tier, **cached})]
+    events = []
+    # As live: a job that ended before any worker took it (cancelled or failed while
+    # queued) never had a `start`.
+    if job.started_at is not None:
+        start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, **cached}
+        events.append(("start", start))
     if job.output:
         events.append(("token", {"text": job.output}))
     if job.status == "succeeded":
