@@ -10,6 +10,8 @@ COPY pyproject.toml constraints.txt ./
 COPY api ./api
 COPY worker ./worker
 COPY config ./config
+COPY core ./core
+COPY pipeline ./pipeline
 # The pinned versions of constraints.txt; no dev or local-model extras in production.
 RUN python -m venv /venv && /venv/bin/pip install -c constraints.txt .
 
@@ -20,6 +22,8 @@ WORKDIR /app
 COPY --chown=gateway:gateway api ./api
 COPY --chown=gateway:gateway worker ./worker
 COPY --chown=gateway:gateway config ./config
+COPY --chown=gateway:gateway core ./core
+COPY --chown=gateway:gateway pipeline ./pipeline
 COPY --chown=gateway:gateway migrations ./migrations
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

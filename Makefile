@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LLAMA_SERVER := $(BIN)/llama-server
 
-.PHONY: install services test-tools lint format test run dev migrate create-admin lock clean
+.PHONY: install services test-tools lint format test run dev migrate create-admin lock clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,12 +65,23 @@ dev: install services
 create-admin: install
 	$(BIN)/flask create-admin $(EMAIL)
 
+# .env.example and docs/operations/configuration.md, generated from the settings declared in
+# config/settings.py (tests/test_config_reference.py fails while they are out of date).
+.PHONY: config-docs
+config-docs: $(STAMP)
+	$(BIN)/python -m config.reference
+
 # Pin what is installed now (run after changing pyproject.toml).
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# The documentation site (mkdocs.yml, pages in docs/) into site/, warnings as errors. The
+# test suite builds it too (tests/test_docs_build.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # The peer gateways bench/compat.py and bench/peers.py compare with (LiteLLM's proxy), each
 # in a virtualenv of its own under bench/peers/, installed from the pins committed there.

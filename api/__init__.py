@@ -7,24 +7,26 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import (  # noqa: F401
+from api import (
     cli,
     errors,
     http_guards,
     json_body,
     metrics,
-    models,
     openapi,
     overhead,
-    queue,
     rate_limits,
     request_log,
     stream_leases,
 )
-from api.extensions import db, limiter, migrate, redis_store
+from api.extensions import limiter, migrate
 from api.security import jwt_callbacks
 from config.logging_setup import configure_logging
 from config.settings import Config, load_config
+from core import models  # noqa: F401 - every table registered before migrations run
+from core.db import db
+from core.redis import redis_store
+from pipeline import queue
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

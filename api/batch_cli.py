@@ -10,11 +10,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from api.repositories import users as users_repo
 from api.schemas.batches import BatchSchema
 from api.security import Identity
 from api.services import batches
-from api.services.errors import ServiceError
+from core.errors import ServiceError
+from core.repositories import users as users_repo
 
 
 def _owner(email: str):

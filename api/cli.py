@@ -8,10 +8,10 @@ from flask.cli import with_appcontext
 from sqlalchemy import create_engine, make_url, text
 
 from api.batch_cli import batch_cli
-from api.metrics import store as metrics_store
 from api.schemas.auth import RegisterSchema
 from api.services import accounts, admin_users, usage
-from api.services.errors import ServiceError
+from core import metrics_store
+from core.errors import ServiceError
 
 
 @click.command("create-admin")

@@ -16,7 +16,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from api.extensions import limiter
-from api.services.errors import ServiceError
+from core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from flask import Flask, g
 
-from api.metrics import store
-from api.streams import Event
+from core import metrics_store
+from pipeline.events import Event
 
 HEADER = "X-Gateway-Overhead-Ms"
 # Stages known before the first token, in the order they happen.
@@ -89,7 +89,7 @@ def relayed(event: Event) -> None:
     # late reader replays it): no relay delay of the gateway's to measure.
     if not written_ms.isdigit() or int(written_ms) < joined_ms:
         return
-    store.record_overhead({"relay": max(now_ms - int(written_ms), 0.0)})
+    metrics_store.record_overhead({"relay": max(now_ms - int(written_ms), 0.0)})
 
 
 def until_start(events: Iterable[Event | None]) -> Iterator[Event | None]:

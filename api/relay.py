@@ -20,8 +20,9 @@ from collections.abc import Iterator
 import redis
 from flask import Flask, current_app
 
-from api.extensions import redis_store
-from api.streams import Event, decode_entry, stream_key
+from core.redis import redis_store
+from pipeline.events import Event, decode_entry
+from pipeline.streams import stream_key
 
 log = logging.getLogger(__name__)
 

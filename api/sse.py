@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from flask import Response, current_app, stream_with_context
 
 from api import overhead, stream_leases
-from api.extensions import db, redis_store
-from api.models import Job
 from api.relay import read_events
-from api.repositories import jobs as jobs_repo
-from api.streams import Event, stream_exists
+from core.db import db
+from core.models import Job
+from core.redis import redis_store
+from core.repositories import jobs as jobs_repo
+from pipeline.events import Event
+from pipeline.streams import stream_exists
 
 HEARTBEAT = ": ping\n\n"
 # Synthesized events (the stream has expired) use ids "0-N": below any real entry id.

@@ -28,10 +28,10 @@ from collections import defaultdict
 import redis
 from flask import Flask, Response, current_app, g
 
-from api.extensions import redis_store
 from api.security import current_identity
 from api.services import caps
-from api.services.errors import TooManyRequests
+from core.errors import TooManyRequests
+from core.redis import redis_store
 
 log = logging.getLogger(__name__)
 

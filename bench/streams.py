@@ -645,12 +645,12 @@ def seed_main(out: str, count: int) -> int:
     import uuid
 
     from api import create_app
-    from api.extensions import db
-    from api.models import ApiKey, Job, User
-    from api.models.base import utcnow
     from api.services.api_keys import DISPLAY_PREFIX_LENGTH, KEY_PREFIX, hash_secret
     from api.services.passwords import hash_password
-    from api.streams import stream_key  # the project's key layout, for the writers
+    from core.db import db
+    from core.models import ApiKey, Job, User
+    from core.models.base import utcnow
+    from pipeline.streams import stream_key  # the project's key layout, for the writers
 
     app = create_app()
     with app.app_context():

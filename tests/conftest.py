@@ -77,8 +77,8 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 from api import create_app
-from api.extensions import db
 from config.settings import TestingConfig
+from core.db import db
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ["usage_records", "jobs", "messages", "conversations", "api_keys", "users"]

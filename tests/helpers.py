@@ -11,9 +11,9 @@ from pathlib import Path
 import requests
 
 from api import create_app
-from api.extensions import db
-from api.models import UsageRecord
 from config.settings import TestingConfig
+from core.db import db
+from core.models import UsageRecord
 from tests.conftest import PASSWORD
 
 ERROR_FIELDS = {"code", "message", "request_id", "details"}

@@ -9,8 +9,8 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, inspect
 
 from api import create_app
-from api.extensions import db
 from config.settings import TestingConfig, sqlalchemy_url
+from core.db import db
 from tests.conftest import _maintenance
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from celery.signals import worker_ready, worker_shutdown
 
 from api import create_app
-from api.extensions import redis_store
 from config import gc_policy
 from config.logging_setup import configure_logging
+from core.redis import redis_store
 from worker.reconciler import Reconciler
 
 flask_app = create_app()

@@ -24,12 +24,13 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 
-from api import queue
-from api.extensions import db, redis_store
-from api.models import Job
-from api.models.base import utcnow
-from api.repositories import jobs as jobs_repo
-from api.streams import enqueued_key, lock_key
+from core.db import db
+from core.models import Job
+from core.models.base import utcnow
+from core.redis import redis_store
+from core.repositories import jobs as jobs_repo
+from pipeline import queue
+from pipeline.streams import enqueued_key, lock_key
 
 log = logging.getLogger(__name__)
 

@@ -13,22 +13,17 @@ from typing import Any
 
 import redis
 from flask import current_app
-from langchain_core.messages import (
-    AIMessage,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
-)
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from api.extensions import db, redis_store
-from api.models import Job
-from api.models.base import utcnow
-from api.models.job import TERMINAL_STATUSES
-from api.repositories import jobs as jobs_repo
-from api.services import jobs as jobs_service
-from api.services.prompts import model_messages
-from api.streams import EventWriter, cancel_key, lock_key
+from core.db import db
+from core.models import Job
+from core.models.base import utcnow
+from core.redis import redis_store
+from core.repositories import jobs as jobs_repo
+from pipeline import events, generations, lifecycle, outcomes
+from pipeline.prompts import model_messages
+from pipeline.statuses import TERMINAL_STATUSES, JobStatus
+from pipeline.streams import EventWriter, cancel_key, lock_key, writer_for
 from worker import providers
 from worker.agent.errors import JobCancelled, JobTimedOut, model_error
 from worker.agent.graph import AgentResult, AgentRun, run_agent
@@ -84,9 +79,9 @@ class JobLock:
 class JobHooks:
     """Receives the agent's tokens and tool activity; publishes them and checks for stops."""
 
-    def __init__(self, writer: EventWriter, scope: StopScope, start: dict[str, Any]):
+    def __init__(self, writer: EventWriter, scope: StopScope, job: Job):
         self._writer, self._scope = writer, scope
-        self._start = start
+        self._job = job
         self._claimed = time.perf_counter()
         # The gateway's stages before the model request (api/overhead.py), once known.
         self.overhead: dict[str, float] | None = None
@@ -108,9 +103,13 @@ class JobHooks:
                 "queue": job.queue_wait_ms or 0.0,
                 "setup": (time.perf_counter() - self._claimed) * 1000,
             }
-            self._start["overhead_ms"] = {k: round(v, 2) for k, v in self.overhead.items()}
         self.begun = True
-        self._writer.emit("start", self._start)
+        self._writer.emit(self._start())
+
+    def _start(self) -> events.Draft:
+        job, overhead = self._job, self.overhead
+        rounded = {k: round(v, 2) for k, v in overhead.items()} if overhead else None
+        return events.start(job.id, job.model, job.tier, attempt=job.attempts, overhead_ms=rounded)
 
     def check(self) -> None:
         """Raise JobStopped once the job was cancelled or ran out of time (the process's
@@ -120,9 +119,9 @@ class JobHooks:
         self._scope.raise_if_stopped()
 
     @property
-    def chunks(self) -> jobs_service.Chunks:
+    def chunks(self) -> generations.Chunks:
         logprobs = self.part_logprobs if any(self.part_logprobs) else None
-        return jobs_service.Chunks(self.parts, logprobs)
+        return generations.Chunks(self.parts, logprobs)
 
     @property
     def logprobs(self) -> list[dict[str, Any]] | None:
@@ -134,21 +133,18 @@ class JobHooks:
             self.first_token_at = utcnow()
         self.parts.append(text)
         self.part_logprobs.append(logprobs or [])
-        data = jobs_service.token_data(text, logprobs)
-        if self._writer.emit("token", data, only_if_exists=True) is None:
+        if self._writer.emit(events.token(text, logprobs), only_if_exists=True) is None:
             # Redis lost the stream (a restart without persistence): write it again whole,
             # so late readers get the answer from its start and live ones start over.
-            lost = {"reason": "the event stream was lost and rebuilt"}
-            self._writer.emit_many(
-                [("reset", lost), ("start", self._start), ("token", {"text": self.text})]
-            )
+            lost = events.reset("the event stream was lost and rebuilt")
+            self._writer.emit_many([lost, self._start(), events.token(self.text)])
 
     def tool_call(self, name: str, arguments: dict[str, Any]) -> None:
         self.check()
-        self._writer.emit("tool_call", {"name": name, "arguments": arguments})
+        self._writer.emit(events.tool_call(name, arguments))
 
     def tool_result(self, name: str, content: str) -> None:
-        self._writer.emit("tool_result", {"name": name, "content": content})
+        self._writer.emit(events.tool_result(name, content))
 
 
 def _arguments(text: str) -> dict[str, Any]:
@@ -206,9 +202,8 @@ def generate(job: Job, hooks: JobHooks) -> AgentResult:
 
 
 def _finish(
-    job: Job, status: str, hooks: JobHooks | None, event: tuple[str, dict], **fields: Any
+    job: Job, status: JobStatus, hooks: JobHooks | None, event: events.Draft, **fields: Any
 ) -> None:
-    db.session.add(job)  # back from its detachment during the generation
     if hooks is not None:
         if not hooks.begun:  # it ended before its model was asked: start, then the end
             hooks.begin()
@@ -220,27 +215,26 @@ def _finish(
             **fields,
         }
     overhead = hooks.overhead if hooks is not None else None
-    jobs_service.finish(job, status, event=event, overhead=overhead, **fields)
+    lifecycle.finish(job, status, event=event, overhead=overhead, **fields)
 
 
 def _record_answer(job: Job, result: AgentResult, hooks: JobHooks) -> None:
     db.session.add(job)
-    message_id = jobs_service.add_answer_message(
+    message_id = outcomes.add_answer_message(
         job, hooks.text, result.prompt_tokens, result.completion_tokens
     )
-    usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
-    done = {
-        "message_id": str(message_id) if message_id else None,
-        "usage": usage,
-        "finish_reason": result.finish_reason,
-    }
-    if result.tool_calls:
-        done["tool_calls"] = result.tool_calls
+    done = events.done(
+        message_id=message_id,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        finish_reason=result.finish_reason,
+        tool_calls=result.tool_calls,
+    )
     _finish(
         job,
-        "succeeded",
+        JobStatus.SUCCEEDED,
         hooks,
-        ("done", done),
+        done,
         tool_calls=result.tool_calls,
         finish_reason=result.finish_reason,
         prompt_tokens=result.prompt_tokens,
@@ -277,19 +271,12 @@ def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
 
 def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
     config = current_app.config
-    # Claimed and loaded in one statement: the job as this attempt starts it.
-    job = jobs_repo.claim(job_id, utcnow())
-    if job is not None:
-        # No transaction stays open while the model generates (minutes): it would hold
-        # locks that block migrations and table maintenance, and die with a database
-        # restart. The job, fully loaded, is detached until its outcome is written.
-        db.session.expunge(job)
-    db.session.commit()
+    job = lifecycle.claim(job_id)  # detached until lifecycle.finish: see there
     if job is None:  # unknown, or cancelled (or finished) before this delivery
         log.info("job %s skipped: it has ended or does not exist", job_id)
         return
     attempt = job.attempts
-    writer = jobs_service.event_writer(job.id)
+    writer = writer_for(job.id)
     log.info(
         "job %s attempt %s on queue %s",
         job.id,
@@ -301,12 +288,11 @@ def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
         _fail(job, None, "too_many_attempts", "The job was interrupted too many times.")
         return
     if attempt > 1:
-        writer.emit("reset", {"attempt": attempt, "reason": "the job started over"})
-    start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, "attempt": attempt}
+        writer.emit(events.reset("the job started over", attempt=attempt))
     deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
     cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
     scope = StopScope(str(job.id), cancel_flag, deadline)
-    hooks = JobHooks(writer, scope, start)
+    hooks = JobHooks(writer, scope, job)
     try:
         if redis_store.client.exists(cancel_flag):  # cancelled while it waited for a worker
             scope.stop(JobCancelled)
@@ -314,8 +300,8 @@ def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
             hooks.check()
             result = generate(job, hooks)
     except JobCancelled:
-        cancelled = {"job_id": str(job.id), "partial": bool(hooks.text)}
-        _finish(job, "cancelled", hooks, ("cancelled", cancelled))
+        cancelled = events.cancelled(job.id, partial=bool(hooks.text))
+        _finish(job, JobStatus.CANCELLED, hooks, cancelled)
     except JobTimedOut:
         limit = config["JOB_SOFT_TIME_LIMIT"]
         _fail(job, hooks, "time_limit_exceeded", f"The job ran past its {limit} s limit.")
@@ -330,6 +316,6 @@ def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
 
 def _fail(job: Job, hooks: JobHooks | None, code: str, message: str) -> None:
     db.session.rollback()
-    error = ("error", {"error": {"code": code, "message": message}})
-    _finish(job, "failed", hooks, error, error_code=code, error_message=message)
+    error = events.error(code, message)
+    _finish(job, JobStatus.FAILED, hooks, error, error_code=code, error_message=message)
     log.warning("job %s failed: %s", job.id, code)

@@ -6,8 +6,10 @@ from celery import Task, shared_task
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from api.extensions import db
 from config.logging_setup import request_id_var
+from core.db import db
+from pipeline.queue import TASK_BY_TIER
+from pipeline.statuses import Tier
 from worker.runner import JobBusy, run_job
 
 # How long a job whose database is away waits before its next try (as long as it takes).
@@ -31,11 +33,12 @@ def _run(task: Task, job_id: str, queue: str, request_id: str | None) -> None:
         request_id_var.set(None)
 
 
-@shared_task(name="gateway.jobs.run_light", bind=True, ignore_result=True)
+# The queue a tier's task is routed to has the tier's name (pipeline/queue.py).
+@shared_task(name=TASK_BY_TIER[Tier.LIGHT], bind=True, ignore_result=True)
 def run_light(self, job_id: str, request_id: str | None = None) -> None:
-    _run(self, job_id, "light", request_id)
+    _run(self, job_id, Tier.LIGHT, request_id)
 
 
-@shared_task(name="gateway.jobs.run_heavy", bind=True, ignore_result=True)
+@shared_task(name=TASK_BY_TIER[Tier.HEAVY], bind=True, ignore_result=True)
 def run_heavy(self, job_id: str, request_id: str | None = None) -> None:
-    _run(self, job_id, "heavy", request_id)
+    _run(self, job_id, Tier.HEAVY, request_id)

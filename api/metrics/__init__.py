@@ -10,9 +10,8 @@ import time
 
 from flask import Flask, g, request
 
-from api.metrics import prometheus, store
-from api.models import Job
-from api.models.base import elapsed_ms
+from api.metrics import prometheus
+from core import metrics_store
 
 # Probes and scrapes would drown the traffic they watch.
 UNRECORDED_ENDPOINTS = frozenset({"health.get_health", prometheus.ENDPOINT})
@@ -22,27 +21,6 @@ UNMATCHED_ROUTE = "(unmatched)"  # 404s: random paths must not become series of 
 def tag_request(*, tier: str) -> None:
     """Note the tier a request was routed to, for the rate-limited count by tier."""
     g.metrics_tier = tier
-
-
-def record_job(job: Job, overhead: dict[str, float] | None = None) -> None:
-    """Record a job that has just ended (called by the API and by the workers);
-    `overhead`: the worker's stages of api/overhead.py, in milliseconds."""
-    generating_ms = elapsed_ms(job.first_token_at, job.finished_at)
-    tokens_per_second = None
-    if not job.cached and job.completion_tokens and generating_ms:
-        tokens_per_second = job.completion_tokens / (generating_ms / 1000)
-    store.record_job(
-        tier=job.tier,
-        model=job.model,
-        status=job.status,
-        cached=job.cached,
-        prompt_tokens=job.prompt_tokens or 0,
-        completion_tokens=job.completion_tokens or 0,
-        queue_wait_ms=None if job.cached else job.queue_wait_ms,
-        ttft_ms=None if job.cached else job.ttft_ms,
-        tokens_per_second=tokens_per_second,
-        overhead=overhead,
-    )
 
 
 def init_app(app: Flask) -> None:
@@ -58,7 +36,7 @@ def init_app(app: Flask) -> None:
         route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
         overhead = g.get("overhead")  # api/overhead.py: a submitted job's first stage
         submit = overhead.submit if overhead is not None else None
-        store.record_request(
+        metrics_store.record_request(
             overhead={"submit": submit} if submit is not None else None,
             route=route,
             method=request.method,
@@ -69,5 +47,7 @@ def init_app(app: Flask) -> None:
             at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         if status == 429:
-            store.record_rate_limited(g.get("error_code") or "rate_limited", g.get("metrics_tier"))
+            metrics_store.record_rate_limited(
+                g.get("error_code") or "rate_limited", g.get("metrics_tier")
+            )
         return response

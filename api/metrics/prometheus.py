@@ -25,14 +25,15 @@ from prometheus_client.core import (
 )
 
 from api.errors import error_response
-from api.metrics import report, store
+from api.metrics import report
+from core import metrics_store
 
 ENDPOINT = "prometheus_metrics"
 
 
 def _add(family: HistogramMetricFamily, labels: list[str], histogram, scale: float) -> None:
     buckets = [
-        (label if label == store.INF else f"{float(label) * scale:g}", count)
+        (label if label == metrics_store.INF else f"{float(label) * scale:g}", count)
         for label, count in histogram.cumulative()
     ]
     family.add_metric(labels, buckets, histogram.total * scale)
@@ -49,7 +50,7 @@ def _counter(name: str, doc: str, labels: list[str], counts: dict[str, int]) -> 
 class SnapshotCollector:
     """Yields metric families from one snapshot of the Redis metrics and the live state."""
 
-    def __init__(self, snapshot: store.Snapshot, live: report.LiveState):
+    def __init__(self, snapshot: metrics_store.Snapshot, live: report.LiveState):
         self.snapshot, self.live = snapshot, live
 
     def collect(self) -> Iterator[Metric]:
@@ -212,7 +213,7 @@ def init_app(app: Flask) -> None:
         if refusal is not None:
             return refusal
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(SnapshotCollector(store.read(), report.live_state()))
+        registry.register(SnapshotCollector(metrics_store.read(), report.live_state()))
         # content_type, not mimetype: the constant has its charset already, and Werkzeug
         # would add a second one, which Prometheus 3 refuses.
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from api import queue
-from api.metrics import store
-from api.models import JOB_STATUSES, TIERS
-from api.models.base import utcnow
-from api.repositories import jobs as jobs_repo
 from api.services.routing import tier_models
+from core import metrics_store
+from core.models import JOB_STATUSES, TIERS
+from core.models.base import utcnow
+from core.repositories import jobs as jobs_repo
+from pipeline import queue
 
 IN_FLIGHT_STATUSES = ("queued", "running")
 
@@ -29,14 +29,14 @@ def live_state() -> LiveState:
     )
 
 
-def _request_section(snapshot: store.Snapshot) -> dict:
+def _request_section(snapshot: metrics_store.Snapshot) -> dict:
     by_route: Counter[str] = Counter()
     by_status: Counter[str] = Counter()
     for name, count in snapshot.requests.items():
         route, method, status = name.rsplit("|", 2)
         by_route[f"{method} {route}"] += count
         by_status[status] += count
-    combined = store.Histogram(store.DURATION_BUCKETS_MS)
+    combined = metrics_store.Histogram(metrics_store.DURATION_BUCKETS_MS)
     for histogram in snapshot.request_durations.values():
         combined.total += histogram.total
         for bucket, count in histogram.counts.items():
@@ -52,7 +52,7 @@ def _request_section(snapshot: store.Snapshot) -> dict:
     }
 
 
-def _tier_section(snapshot: store.Snapshot, live: LiveState, tier: str, model: str) -> dict:
+def _tier_section(snapshot: metrics_store.Snapshot, live: LiveState, tier: str, model: str) -> dict:
     jobs = {status: snapshot.jobs.get(f"{tier}|{status}", 0) for status in JOB_STATUSES}
     for status in IN_FLIGHT_STATUSES:
         # Queued and running are states, not events: read from PostgreSQL as they are now.
@@ -63,7 +63,7 @@ def _tier_section(snapshot: store.Snapshot, live: LiveState, tier: str, model: s
     cache_hits = snapshot.jobs.get(f"{tier}|cached", 0)
 
     def timing(kind: str) -> dict:
-        empty = store.Histogram(store.JOB_HISTOGRAMS[kind])
+        empty = metrics_store.Histogram(metrics_store.JOB_HISTOGRAMS[kind])
         return snapshot.job_histograms.get(f"{kind}|{tier}", empty).summary()
 
     return {
@@ -81,12 +81,12 @@ def _tier_section(snapshot: store.Snapshot, live: LiveState, tier: str, model: s
     }
 
 
-def _overhead(snapshot: store.Snapshot, stage: str) -> dict:
-    empty = store.Histogram(store.OVERHEAD_BUCKETS_MS)
+def _overhead(snapshot: metrics_store.Snapshot, stage: str) -> dict:
+    empty = metrics_store.Histogram(metrics_store.OVERHEAD_BUCKETS_MS)
     return snapshot.overhead.get(stage, empty).summary()
 
 
-def build(snapshot: store.Snapshot, live: LiveState) -> dict:
+def build(snapshot: metrics_store.Snapshot, live: LiveState) -> dict:
     """The JSON report: requests, per-tier jobs, tokens by model and rate limiting."""
     models = tier_models()
     by_reason: Counter[str] = Counter()
@@ -103,9 +103,11 @@ def build(snapshot: store.Snapshot, live: LiveState) -> dict:
         "tokens_by_model": tokens,
         "rate_limited": {"total": sum(by_reason.values()), "by_reason": dict(by_reason)},
         # The gateway's own time per answer, by stage (api/overhead.py), in milliseconds.
-        "overhead_ms": {stage: _overhead(snapshot, stage) for stage in store.OVERHEAD_STAGES},
+        "overhead_ms": {
+            stage: _overhead(snapshot, stage) for stage in metrics_store.OVERHEAD_STAGES
+        },
     }
 
 
 def current() -> dict:
-    return build(store.read(), live_state())
+    return build(metrics_store.read(), live_state())

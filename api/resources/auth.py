@@ -3,12 +3,7 @@ from __future__ import annotations
 from flask import request
 from flask_jwt_extended import get_current_user, get_jwt, jwt_required
 
-from api.rate_limits import (
-    login_per_email,
-    login_per_email_and_ip,
-    login_per_ip,
-    register_per_ip,
-)
+from api.rate_limits import login_per_email, login_per_email_and_ip, login_per_ip, register_per_ip
 from api.resources.blueprint import Blueprint
 from api.schemas.auth import LoginSchema, RegisterSchema, TokenPairSchema
 from api.schemas.users import UserSchema

@@ -10,7 +10,7 @@ from api.resources.blueprint import Blueprint
 from api.schemas.batches import BatchCreateSchema, BatchPageSchema, BatchQuerySchema, BatchSchema
 from api.security import auth_required, current_identity
 from api.services import batches
-from api.services.errors import InvalidBatch, InvalidInput, ServiceError
+from core.errors import InvalidBatch, InvalidInput, ServiceError
 
 blp = Blueprint("batches", __name__, url_prefix="/api/batches", description="Batches")
 

@@ -2,12 +2,7 @@ from __future__ import annotations
 
 from api import sse, stream_leases
 from api.resources.blueprint import Blueprint
-from api.resources.jobs import (
-    TOO_MANY_CONVERSATIONS,
-    TOO_MANY_STREAMS,
-    cache_header,
-    job_request,
-)
+from api.resources.jobs import TOO_MANY_CONVERSATIONS, TOO_MANY_STREAMS, cache_header, job_request
 from api.schemas.jobs import ChatResponseSchema, JobCreateSchema, JobEventSchema
 from api.security import auth_required, current_identity
 from api.services import jobs

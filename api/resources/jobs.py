@@ -16,8 +16,8 @@ from api.schemas.jobs import (
 )
 from api.security import auth_required, current_identity
 from api.services import jobs
-from api.services.errors import InvalidInput
-from api.streams import valid_event_id
+from core.errors import InvalidInput
+from pipeline.streams import valid_event_id
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Submit-and-poll jobs")
 

@@ -4,7 +4,6 @@ import marshmallow as ma
 from flask import url_for
 from marshmallow import validate
 
-from api.models import BATCH_STATUSES
 from api.schemas.common import (
     PaginationQuerySchema,
     StrictBoolean,
@@ -17,6 +16,7 @@ from api.schemas.common import (
     page_schema,
 )
 from api.schemas.openai_compat import ChatCompletionRequestSchema
+from core.models import BATCH_STATUSES
 
 F = ma.fields
 

@@ -4,7 +4,6 @@ import marshmallow as ma
 from flask import url_for
 from marshmallow import validate
 
-from api.models import JOB_STATUSES
 from api.schemas.common import (
     PaginationQuerySchema,
     StrictBoolean,
@@ -16,6 +15,7 @@ from api.schemas.common import (
     message_fits,
     page_schema,
 )
+from core.models import JOB_STATUSES
 
 
 class JobCreateSchema(StrictSchema):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from api.models import JOB_STATUSES, TIERS
+from core.models import JOB_STATUSES, TIERS
 
 F = ma.fields
 

@@ -12,12 +12,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from api.schemas.common import StrictBoolean, StrictFloat, StrictInteger, StrictSchema
-from api.schemas.openai_compat import (
-    FUNCTION_NAME,
-    MAX_TOOLS,
-    MAX_TOP_LOGPROBS,
-    FunctionSchema,
-)
+from api.schemas.openai_compat import FUNCTION_NAME, MAX_TOOLS, MAX_TOP_LOGPROBS, FunctionSchema
 
 F = ma.fields
 INPUT_ROLES = ("user", "system", "developer", "assistant")

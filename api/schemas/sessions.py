@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from api.models import REVOKE_REASONS
+from core.models import REVOKE_REASONS
 
 
 class SessionSchema(ma.Schema):

@@ -3,7 +3,6 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from api.models import ROLES
 from api.schemas.auth import PASSWORD_FIELD_MAX
 from api.schemas.common import (
     PaginationQuerySchema,
@@ -13,6 +12,7 @@ from api.schemas.common import (
     page_schema,
     trimmed_text,
 )
+from core.models import ROLES
 
 
 class UserSchema(ma.Schema):

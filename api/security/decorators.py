@@ -9,8 +9,8 @@ from flask_smorest import Blueprint
 
 from api.security.identity import Identity
 from api.services import api_keys as api_keys_service
-from api.services.errors import Forbidden
 from config.logging_setup import user_id_var
+from core.errors import Forbidden
 
 # OpenAPI security requirements: any one of them is enough.
 SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}]

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import g
 
-from api.models import User
+from core.models import User
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ import uuid
 
 from sqlalchemy.exc import IntegrityError
 
-from api.extensions import db
-from api.models import User
-from api.repositories import users as users_repo
 from api.services import passwords, sessions
-from api.services.errors import Conflict, InvalidInput, Unauthorized
+from core.db import db
+from core.errors import Conflict, InvalidInput, Unauthorized
+from core.models import User
+from core.repositories import users as users_repo
 
 BAD_CREDENTIALS = "Invalid email or password."
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from api.extensions import db
-from api.models import User
-from api.repositories import users as users_repo
-from api.repositories.pagination import Page
 from api.services import accounts, sessions
-from api.services.errors import Conflict, NotFound
+from core.db import db
+from core.errors import Conflict, NotFound
+from core.models import User
+from core.repositories import users as users_repo
+from core.repositories.pagination import Page
 
 
 def list_page(page: int, page_size: int, **filters) -> Page:

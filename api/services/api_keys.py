@@ -15,12 +15,12 @@ from datetime import timedelta
 
 from flask import current_app
 
-from api.extensions import db
-from api.models import ApiKey, User
-from api.models.base import utcnow
-from api.repositories import api_keys as api_keys_repo
 from api.services import caps
-from api.services.errors import Conflict, NotFound, Unauthorized
+from core.db import db
+from core.errors import Conflict, NotFound, Unauthorized
+from core.models import ApiKey, User
+from core.models.base import utcnow
+from core.repositories import api_keys as api_keys_repo
 
 KEY_PREFIX = "gw_"
 DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 8

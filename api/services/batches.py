@@ -15,24 +15,19 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app
 
-from api import json_body, metrics, queue
-from api.extensions import db
-from api.models import Batch, Job
-from api.models.base import utcnow
-from api.repositories import batches as batches_repo
-from api.repositories.pagination import Page
+from api import json_body
 from api.schemas.batches import BatchItemSchema, BatchLineSchema
 from api.security import Identity
 from api.services import caps, jobs, openai_compat, routing, usage
-from api.services.batch_progress import settle
-from api.services.errors import (
-    Conflict,
-    InvalidBatch,
-    NotFound,
-    ServiceError,
-    TooManyRequests,
-)
-from api.streams import compact_json
+from core.db import db
+from core.errors import Conflict, InvalidBatch, NotFound, ServiceError, TooManyRequests
+from core.models import Batch, Job
+from core.models.base import utcnow
+from core.repositories import batches as batches_repo
+from core.repositories.pagination import Page
+from pipeline import outcomes, queue
+from pipeline.batch_progress import settle
+from pipeline.events import compact_json
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +189,11 @@ def create(
         log.error("enqueue failed for batch %s: %s", batch.id, exc.__class__.__name__)
         failed = batches_repo.fail_queued(batch.id, utcnow(), "queue_unavailable")
         for job in failed:
-            usage.record_job(job)
+            outcomes.add_usage_row(job)
         batch.status, batch.failed_at = "failed", utcnow()
         db.session.commit()
         for job in failed:
-            metrics.record_job(job)
+            outcomes.record_metrics(job)
     return batch
 
 
@@ -276,10 +271,10 @@ def cancel(user_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
     batch.status, batch.cancelling_at = "cancelling", batch.cancelling_at or now
     cancelled = batches_repo.cancel_queued(batch.id, now)
     for job in cancelled:
-        usage.record_job(job)
+        outcomes.add_usage_row(job)
     db.session.commit()
     for job in cancelled:
-        metrics.record_job(job)
+        outcomes.record_metrics(job)
     settle(batch.id)
     db.session.refresh(batch)
     return batch

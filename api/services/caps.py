@@ -10,8 +10,8 @@ import uuid
 
 from flask import current_app
 
-from api.models import User
-from api.repositories import users as users_repo
+from core.models import User
+from core.repositories import users as users_repo
 
 
 def limit(user: User, name: str) -> int:

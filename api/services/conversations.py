@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from api.extensions import db
-from api.models import Conversation, Message, User
-from api.repositories import conversations as conversations_repo
-from api.repositories import messages as messages_repo
-from api.repositories.pagination import Page
 from api.services import caps
-from api.services.errors import Conflict, NotFound
+from core.db import db
+from core.errors import Conflict, NotFound
+from core.models import Conversation, Message, User
+from core.repositories import conversations as conversations_repo
+from core.repositories import messages as messages_repo
+from core.repositories.pagination import Page
 
 DEFAULT_TITLE = "New conversation"
 

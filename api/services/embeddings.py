@@ -20,12 +20,12 @@ from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from api import embedding_backends as backends
-from api.extensions import db
-from api.models import UsageRecord
-from api.models.usage import EMBEDDINGS_TIER
-from api.repositories import usage as usage_repo
 from api.security import Identity
-from api.services.errors import GenerationFailed, InvalidInput, NotFound, ServiceError
+from core.db import db
+from core.errors import GenerationFailed, InvalidInput, NotFound, ServiceError
+from core.models import UsageRecord
+from core.models.usage import EMBEDDINGS_TIER
+from core.repositories import usage as usage_repo
 
 log = logging.getLogger(__name__)
 

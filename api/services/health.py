@@ -6,7 +6,8 @@ import logging
 
 from sqlalchemy import text
 
-from api.extensions import db, redis_store
+from core.db import db
+from core.redis import redis_store
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Any
 from flask import current_app
 
 from api.chat_messages import text_of
-from api.models import Job
 from api.services import embeddings, jobs, routing
-from api.services.errors import InvalidInput, NotFound
-from api.streams import Event, compact_json
+from core.errors import InvalidInput, NotFound
+from core.models import Job
+from pipeline.events import Event, compact_json
 
 DONE_FRAME = "data: [DONE]\n\n"
 HEARTBEAT = ": ping\n\n"

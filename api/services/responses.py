@@ -21,14 +21,14 @@ from typing import Any
 import marshmallow as ma
 from flask import current_app
 
-from api.extensions import db
-from api.models import Job
 from api.schemas.openai_compat import ChatCompletionRequestSchema
 from api.schemas.responses import LOGPROBS_INCLUDE
 from api.security import Identity
 from api.services import jobs, openai_compat
-from api.services.errors import Conflict, InvalidInput, NotFound
-from api.streams import Event, compact_json
+from core.db import db
+from core.errors import Conflict, InvalidInput, NotFound
+from core.models import Job
+from pipeline.events import Event, compact_json
 
 ID_PREFIX = "resp_"
 HEARTBEAT = ": ping\n\n"

@@ -10,7 +10,7 @@ from flask import current_app
 
 from api.chat_messages import text_of
 from api.services.classifier import classify
-from api.services.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from datetime import datetime
 
 from flask import current_app
 
-from api.extensions import redis_store
-from api.models.base import utcnow
+from core.models.base import utcnow
+from core.redis import redis_store
 
 ACTIVE = "active"
 REVOKED = "revoked"

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
-from api.extensions import db
-from api.models import LoginSession, User
-from api.models.base import utcnow
-from api.models.login_session import USER_AGENT_MAX
-from api.repositories import login_sessions as sessions_repo
 from api.services import session_cache
-from api.services.errors import NotFound, Unauthorized
+from core.db import db
+from core.errors import NotFound, Unauthorized
+from core.models import LoginSession, User
+from core.models.base import utcnow
+from core.models.login_session import USER_AGENT_MAX
+from core.repositories import login_sessions as sessions_repo
 
 # Ended sessions stay in their owner's listing this long (time to notice a refresh_reuse),
 # then the user's next login deletes them: the table does not grow without bound.

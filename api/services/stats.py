@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from api.models.base import utcnow
-from api.repositories import usage as usage_repo
-from api.services.errors import InvalidInput
+from core.errors import InvalidInput
+from core.models.base import utcnow
+from core.repositories import usage as usage_repo
 
 DEFAULT_SPAN = timedelta(days=1)
 MAX_SPAN = timedelta(days=366)

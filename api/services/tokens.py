@@ -14,8 +14,8 @@ from typing import Any
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
 
-from api.models import User
 from api.services import sessions
+from core.models import User
 
 
 def _new_jti() -> str:

@@ -7,33 +7,12 @@ from datetime import datetime, time, timedelta
 
 from flask import current_app
 
-from api.extensions import db
-from api.models import Job, UsageRecord
-from api.models.base import utcnow
-from api.repositories import jobs as jobs_repo
-from api.repositories import usage as usage_repo
 from api.services import caps
-from api.services.errors import TooManyRequests
-
-
-def record_job(job: Job) -> None:
-    """Add the usage row of a job that has just ended (the caller commits)."""
-    usage_repo.add(
-        UsageRecord(
-            job_id=job.id,
-            user_id=job.user_id,
-            api_key_id=job.api_key_id,
-            model=job.model,
-            tier=job.tier,
-            status=job.status,
-            prompt_tokens=job.prompt_tokens or 0,
-            completion_tokens=job.completion_tokens or 0,
-            queue_wait_ms=job.queue_wait_ms,
-            ttft_ms=job.ttft_ms,
-            duration_ms=job.duration_ms,
-            cached=job.cached,
-        )
-    )
+from core.db import db
+from core.errors import TooManyRequests
+from core.models.base import utcnow
+from core.repositories import jobs as jobs_repo
+from core.repositories import usage as usage_repo
 
 
 def check_submission_allowed(user_id: uuid.UUID) -> None:

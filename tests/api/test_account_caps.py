@@ -14,8 +14,8 @@ from threading import Barrier
 import pytest
 from sqlalchemy import func, select
 
-from api.extensions import db
-from api.models import Batch, Conversation, Job
+from core.db import db
+from core.models import Batch, Conversation, Job
 from tests.conftest import make_admin
 from tests.helpers import app_with, error_of
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from api.extensions import db
-from api.models import UsageRecord, User
+from core.db import db
+from core.models import UsageRecord, User
 from tests.conftest import register_and_login
 from tests.helpers import error_of
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from api import create_app
-from api.extensions import db
-from api.models import User
 from config.settings import TestingConfig
+from core.db import db
+from core.models import User
 from tests.conftest import PASSWORD
 from tests.helpers import (
     assert_unauthorized,

@@ -2,7 +2,7 @@
 
 No worker runs here: a batch's requests stay queued unless the API itself ends them (a
 cancel), or a test plays the worker's part by claiming and finishing a job through the
-same service calls a worker makes (`jobs_repo.claim`, `jobs_service.finish`).
+same service calls a worker makes (`jobs_repo.claim`, `lifecycle.finish`).
 
 Batch jobs are created without a response-cache key (`cache_key` is None: neither read
 nor written), so nothing here or in the live tests is linked through the cache.
@@ -17,14 +17,14 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from api import create_app, queue
-from api.extensions import db
-from api.models import Batch, Conversation, Job, UsageRecord
-from api.models.base import utcnow
-from api.repositories import jobs as jobs_repo
+from api import create_app
 from api.services import batches as batches_service
-from api.services import jobs as jobs_service
 from config.settings import TestingConfig
+from core.db import db
+from core.models import Batch, Conversation, Job, UsageRecord
+from core.models.base import utcnow
+from core.repositories import jobs as jobs_repo
+from pipeline import lifecycle, queue
 from tests.conftest import register_and_login
 from tests.helpers import app_with, batch_counts, error_of, queued_messages
 
@@ -178,7 +178,7 @@ def finish(app, job_id: uuid.UUID, status: str, **fields) -> None:
     """What a worker does when a job ends (the batch is settled from there)."""
     with app.app_context():
         job = db.session.get(Job, job_id)
-        jobs_service.finish(job, status, **fields)
+        lifecycle.finish(job, status, **fields)
 
 
 def succeed(app, job_id: uuid.UUID, text: str = "the answer") -> None:

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from api.extensions import db
-from api.models import Message
 from api.services import conversations as conversations_service
+from core.db import db
+from core.models import Message
 from tests.helpers import error_of
 
 BASE = "/api/conversations/"

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import store
-from api.models import JOB_STATUSES
+from core import metrics_store
+from core.models import JOB_STATUSES
 from tests.conftest import register_and_login
 from tests.helpers import add_usage, app_with, bearer, error_of
 
@@ -39,7 +39,7 @@ OBSERVED = {"count", *PERCENTILES}
 def reset_metrics(app) -> None:
     """Forget what the fixtures' own requests recorded."""
     with app.app_context():
-        store.reset()
+        metrics_store.reset()
 
 
 def metrics_of(client, admin) -> dict:

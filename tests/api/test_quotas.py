@@ -17,8 +17,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from api.extensions import db
-from api.models import Conversation, Job, UsageRecord
+from core.db import db
+from core.models import Conversation, Job, UsageRecord
 from tests.conftest import PASSWORD, start_gunicorn, stop_gunicorn
 from tests.helpers import add_usage, app_with, bearer, error_of, register_over_http
 

@@ -6,9 +6,10 @@ import threading
 import time
 import uuid
 
-from api.extensions import redis_store
 from api.relay import IDLE_SECONDS, _relay, read_events
-from api.streams import EventWriter
+from core.redis import redis_store
+from pipeline.events import Draft, EventName
+from pipeline.streams import EventWriter
 
 
 def writer(app, job_id: str) -> EventWriter:
@@ -26,8 +27,8 @@ def test_followers_at_different_places_each_get_their_own_events(app):
     job = str(uuid.uuid4())
     with app.app_context():
         w = writer(app, job)
-        first = w.emit("start", {"n": 0})
-        w.emit("token", {"text": "a"})
+        first = w.emit(Draft(EventName.START, {"n": 0}))
+        w.emit(Draft(EventName.TOKEN, {"text": "a"}))
     results = {}
 
     def follow(name: str, after: str) -> None:
@@ -44,8 +45,8 @@ def test_followers_at_different_places_each_get_their_own_events(app):
         thread.start()
     time.sleep(0.3)  # both are following: the rest arrives live
     with app.app_context():
-        w.emit("token", {"text": "b"})
-        w.emit("done", {"n": 3})
+        w.emit(Draft(EventName.TOKEN, {"text": "b"}))
+        w.emit(Draft(EventName.DONE, {"n": 3}))
     for thread in threads:
         thread.join(timeout=10)
     tail = [("token", {"text": "a"}), ("token", {"text": "b"}), ("done", {"n": 3})]
@@ -66,7 +67,7 @@ def test_silence_yields_heartbeats_until_the_end(app):
     thread.start()
     time.sleep(0.5)
     with app.app_context():
-        writer(app, job).emit("done", {})
+        writer(app, job).emit(Draft(EventName.DONE, {}))
     thread.join(timeout=10)
     assert seen[-1] == "done"
     assert seen.count(None) >= 3
@@ -83,7 +84,7 @@ def test_one_reader_for_many_followers_and_none_when_idle(app):
     assert len(readers) == 1
     with app.app_context():
         for job in jobs:
-            writer(app, job).emit("done", {})
+            writer(app, job).emit(Draft(EventName.DONE, {}))
     for thread in threads:
         thread.join(timeout=10)
     assert not any(thread.is_alive() for thread in threads)
@@ -106,14 +107,14 @@ def test_a_late_follower_from_the_start_gets_what_earlier_ones_already_had(app):
     first.start()
     with app.app_context():
         w = writer(app, job)
-        w.emit("start", {})
-        w.emit("token", {"text": "a"})
+        w.emit(Draft(EventName.START, {}))
+        w.emit(Draft(EventName.TOKEN, {"text": "a"}))
     time.sleep(0.3)  # the reader has moved past both entries for the first follower
     second = threading.Thread(target=follow, args=(late, "0-0"))
     second.start()
     time.sleep(0.3)
     with app.app_context():
-        w.emit("done", {})
+        w.emit(Draft(EventName.DONE, {}))
     for thread in (first, second):
         thread.join(timeout=10)
     assert early == late == ["start", "token", "done"]

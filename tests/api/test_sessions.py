@@ -13,11 +13,11 @@ import jwt
 import pytest
 from sqlalchemy import event, select, update
 
-from api.extensions import db
-from api.models import LoginSession
-from api.repositories import login_sessions as sessions_repo
 from api.services import session_cache
 from api.services.sessions import KEEP_ENDED
+from core.db import db
+from core.models import LoginSession
+from core.repositories import login_sessions as sessions_repo
 from tests.conftest import delete_keys, register_and_login
 from tests.helpers import assert_unauthorized, bearer, error_of, login, logout, refresh
 

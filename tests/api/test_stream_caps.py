@@ -15,9 +15,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from api.extensions import db
-from api.models import Conversation, Job
 from api.stream_leases import lease_key
+from core.db import db
+from core.models import Conversation, Job
 from tests.conftest import make_admin, register_and_login
 from tests.helpers import app_with, error_of
 

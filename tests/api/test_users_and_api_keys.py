@@ -9,8 +9,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from api.extensions import db
-from api.models import ApiKey
+from core.db import db
+from core.models import ApiKey
 from tests.conftest import Account
 from tests.helpers import assert_unauthorized, bearer, error_of, field_messages
 

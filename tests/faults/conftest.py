@@ -33,9 +33,9 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from api import create_app
-from api.extensions import db
-from api.models import Job
 from config.settings import TestingConfig
+from core.db import db
+from core.models import Job
 from tests.conftest import (
     PASSWORD,
     TABLES,
@@ -47,14 +47,7 @@ from tests.conftest import (
 )
 from tests.fakes.ollama import MODES, FakeOllama
 from tests.helpers import register_over_http
-from tests.integration.conftest import (
-    TERMINAL,
-    Client,
-    SseEvent,
-    Worker,
-    iter_sse,
-    text_of,
-)
+from tests.integration.conftest import TERMINAL, Client, SseEvent, Worker, iter_sse, text_of
 
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
 IN_FLIGHT = ("queued", "running")

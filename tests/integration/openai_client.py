@@ -11,8 +11,8 @@ import openai
 import requests
 from sqlalchemy import select
 
-from api.extensions import db
-from api.models import UsageRecord
+from core.db import db
+from core.models import UsageRecord
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Client

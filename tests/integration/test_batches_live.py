@@ -17,9 +17,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from api import queue
-from api.extensions import db
-from api.models import Job, UsageRecord
+from core.db import db
+from core.models import Job, UsageRecord
+from pipeline import queue
 from tests.conftest import start_gunicorn, stop_gunicorn
 from tests.fakes.ollama import DEFAULT_MODELS, numbered_words
 from tests.helpers import batch_counts

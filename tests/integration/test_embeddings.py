@@ -18,9 +18,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from api.extensions import db
-from api.models import UsageRecord
 from config.settings import TestingConfig
+from core.db import db
+from core.models import UsageRecord
 from tests.conftest import (
     PASSWORD,
     fresh_app,

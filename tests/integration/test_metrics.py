@@ -20,11 +20,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from api import queue
-from api.extensions import db
-from api.metrics import store
-from api.models import JOB_STATUSES, TERMINAL_STATUSES, Job
-from api.services import response_cache
+from core import metrics_store
+from core.db import db
+from core.models import JOB_STATUSES, TERMINAL_STATUSES, Job
+from pipeline import queue, response_cache
 from tests.conftest import PASSWORD, start_gunicorn, stop_gunicorn
 from tests.helpers import bearer
 
@@ -130,7 +129,7 @@ def wait_for_jobs(app, ids: list[str], statuses: set[str], timeout: float = 30) 
 def recorded_jobs(app) -> dict[str, int]:
     """The job counters in Redis ("tier|status" → n), read without an HTTP request."""
     with app.app_context():
-        return store.read().jobs
+        return metrics_store.read().jobs
 
 
 def queue_depths(app) -> dict[str, int]:

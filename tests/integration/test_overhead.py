@@ -12,7 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import store
+from core import metrics_store
 from tests.integration.conftest import sse_events, text_of
 from tests.integration.openai_client import create_api_key
 
@@ -93,9 +93,9 @@ def test_openai_streaming_and_cached_answers_carry_it_too(live, alice_http):
 def test_the_stages_feed_the_histograms(app, live, alice_http):
     # Earlier tests' relay observations may still be on their way (written within half a
     # second): let them land, then count from zero.
-    time.sleep(2 * store.OVERHEAD_FLUSH_SECONDS)
+    time.sleep(2 * metrics_store.OVERHEAD_FLUSH_SECONDS)
     with app.app_context():
-        store.reset()
+        metrics_store.reset()
     for n in range(2):
         response = alice_http.post(
             "/api/chat/stream", json={"message": unique(f"metric {n}"), "tools": False}, stream=True
@@ -105,7 +105,7 @@ def test_the_stages_feed_the_histograms(app, live, alice_http):
 
     def counts() -> dict[str, int]:
         with app.app_context():
-            overhead = store.read().overhead
+            overhead = metrics_store.read().overhead
         return {stage: overhead[stage].count if stage in overhead else 0 for stage in overhead}
 
     # Two answers: submit (API), queue and setup (worker), relay of the first token (API,

@@ -20,10 +20,10 @@ import requests
 from sqlalchemy import select
 
 from api import create_app
-from api.extensions import db
-from api.models import UsageRecord
-from api.streams import stream_key
 from config.settings import TestingConfig
+from core.db import db
+from core.models import UsageRecord
+from pipeline.streams import stream_key
 from tests.conftest import PASSWORD, start_gunicorn, stop_gunicorn
 from tests.fakes.ollama import DEFAULT_MODELS, numbered_words
 from tests.helpers import register_over_http

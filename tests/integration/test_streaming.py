@@ -16,13 +16,7 @@ import redis
 import requests
 
 from tests.fakes.ollama import numbered_words, tokenize
-from tests.integration.conftest import (
-    TERMINAL,
-    SseEvent,
-    sse_events,
-    text_of,
-    wait_for_status,
-)
+from tests.integration.conftest import TERMINAL, SseEvent, sse_events, text_of, wait_for_status
 
 DEFAULT_REPLY = numbered_words(20)  # "w0 w1 ... w19": the fake's answer unless told otherwise
 LIGHT_MODEL = "llama3.2:3b"

@@ -13,8 +13,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from api.extensions import db
-from api.models import UsageRecord
+from core.db import db
+from core.models import UsageRecord
 from tests.integration.conftest import Client, wait_for_status
 
 pytestmark = pytest.mark.live

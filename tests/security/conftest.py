@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.models import Job
-from api.models.base import utcnow
-from api.services import jobs as jobs_service
 from config.settings import TestingConfig
+from core.models import Job
+from core.models.base import utcnow
+from pipeline import events, generations, lifecycle, outcomes
 from tests.conftest import fresh_app, own_key_prefix
 
 
@@ -34,18 +34,14 @@ def app(migrated_database, redis_client, security_key_prefix) -> Iterator:
 def answer_job(job: Job, answer: str, prompt_tokens: int, completion_tokens: int) -> None:
     """End a running job as a worker does when the model answered: the answer message, the
     `done` event, the usage row and the cache entry, in one commit."""
-    message_id = jobs_service.add_answer_message(job, answer, prompt_tokens, completion_tokens)
+    message_id = outcomes.add_answer_message(job, answer, prompt_tokens, completion_tokens)
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-    done = {
-        "message_id": str(message_id) if message_id else None,
-        "usage": usage,
-        "finish_reason": "stop",
-    }
-    jobs_service.finish(
+    done = events.done(message_id=message_id, **usage, finish_reason="stop")
+    lifecycle.finish(
         job,
         "succeeded",
-        event=("done", done),
-        chunks=jobs_service.Chunks([answer]),
+        event=done,
+        chunks=generations.Chunks([answer]),
         output=answer,
         finish_reason="stop",
         **usage,

@@ -26,12 +26,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.extensions import db
-from api.models import Job
-from api.models.base import utcnow
-from api.repositories import jobs as jobs_repo
-from api.services import jobs as jobs_service
-from api.streams import cancel_key
+from core.db import db
+from core.models import Job
+from core.models.base import utcnow
+from core.repositories import jobs as jobs_repo
+from pipeline import events
+from pipeline.events import Draft, EventName
+from pipeline.streams import cancel_key, writer_for
 from tests.conftest import Account, register_and_login
 from tests.helpers import bearer, error_of
 from tests.security.conftest import answer_job
@@ -129,8 +130,8 @@ def play_worker_start(app, job_id: str, token_text: str) -> None:
     with app.app_context():
         assert jobs_repo.claim(uuid.UUID(job_id), utcnow()).attempts == 1
         db.session.commit()
-        jobs_service.event_writer(uuid.UUID(job_id)).emit("start", {"job_id": job_id})
-        jobs_service.event_writer(uuid.UUID(job_id)).emit("token", {"text": token_text})
+        writer_for(uuid.UUID(job_id)).emit(Draft(EventName.START, {"job_id": job_id}))
+        writer_for(uuid.UUID(job_id)).emit(events.token(token_text))
 
 
 def play_worker_success(app, job_id: uuid.UUID, answer: str) -> None:

@@ -15,9 +15,9 @@ import jwt
 import pytest
 
 from api import create_app
-from api.extensions import db
 from config import dev_secrets
 from config.settings import DevelopmentConfig
+from core.db import db
 from tests.conftest import ROOT
 from tests.helpers import assert_unauthorized, bearer
 

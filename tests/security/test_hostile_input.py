@@ -23,11 +23,11 @@ from urllib.parse import quote, urlencode
 import pytest
 from sqlalchemy import func, select
 
-from api import queue
-from api.extensions import db
-from api.models.base import utcnow
-from api.repositories import jobs as jobs_repo
 from config.logging_setup import ContextFilter, json_formatter
+from core.db import db
+from core.models.base import utcnow
+from core.repositories import jobs as jobs_repo
+from pipeline import queue
 from tests.conftest import PASSWORD, make_admin, register_and_login
 from tests.helpers import ERROR_FIELDS, app_with, bearer, error_of
 from tests.security.conftest import answer_job

@@ -45,9 +45,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api import create_app
-from api.extensions import db
 from api.services import accounts, api_keys, tokens
 from config.settings import TestingConfig
+from core.db import db
 from tests.conftest import PASSWORD
 from tests.fakes.ollama import FakeOllama
 from tests.helpers import app_with, bearer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from api.models import Conversation, Job, Message
+from core.models import Conversation, Job, Message
 
 
 def test_a_new_object_has_its_id_and_creation_time_before_any_flush():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.metrics.store import DURATION_BUCKETS_MS, INF, RATE_BUCKETS, Histogram
+from core.metrics_store import DURATION_BUCKETS_MS, INF, RATE_BUCKETS, Histogram
 
 TENS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from api.extensions import db, redis_store
-from api.models import Job
-from api.models.base import utcnow
-from api.streams import enqueued_key, lock_key
+from core.db import db
+from core.models import Job
+from core.models.base import utcnow
+from core.redis import redis_store
+from pipeline.streams import enqueued_key, lock_key
 from tests.conftest import own_key_prefix
 from tests.helpers import app_with, bearer, queued_messages
 from worker.reconciler import reconcile_once
