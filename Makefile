@@ -35,9 +35,11 @@ services:
 test-tools:
 	@bash scripts/ensure_test_tools.sh
 
+# ruff, and the dependency rule between the packages (pyproject.toml's importlinter).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import pipeline.app
 from api import (
     cli,
     errors,
@@ -25,8 +26,6 @@ from config.logging_setup import configure_logging
 from config.settings import Config, load_config
 from core import models  # noqa: F401 - every table registered before migrations run
 from core.db import db
-from core.redis import redis_store
-from pipeline import queue
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -49,11 +48,9 @@ def create_app(config: Config | None = None) -> Flask:
     http_guards.init_app(app)
     errors.init_app(app)
 
-    db.init_app(app)
+    pipeline.app.init_app(app)  # PostgreSQL, Redis, Celery
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
-    redis_store.init_app(app)
     stream_leases.init_app(app)  # open SSE streams per account, counted in Redis
-    queue.celery_init_app(app)
     jwt_callbacks.init_app(app)
     rate_limits.use_steady_storage(app)
     limiter.init_app(app)

@@ -11,8 +11,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from api.schemas.batches import BatchSchema
-from api.security import Identity
 from api.services import batches
+from api.services.identity import Identity
 from core.errors import ServiceError
 from core.repositories import users as users_repo
 

@@ -27,7 +27,7 @@ from typing import Any
 from flask import Flask, g
 
 from core import metrics_store
-from pipeline.events import Event
+from pipeline.events import Event, EventName
 
 HEADER = "X-Gateway-Overhead-Ms"
 # Stages known before the first token, in the order they happen.
@@ -102,9 +102,9 @@ def until_start(events: Iterable[Event | None]) -> Iterator[Event | None]:
     head: list[Event | None] = []
     for event in events:
         head.append(event)
-        if event is not None and event.name == "reset":
+        if event is not None and event.name == EventName.RESET:
             continue  # a new attempt announces itself, then starts
-        if event is not None and event.name == "start" and not event.id.startswith("0-"):
+        if event is not None and event.name == EventName.START and not event.id.startswith("0-"):
             started(event.data)  # a live start (replays from PostgreSQL have ids 0-N)
         break
     return chain(head, events)

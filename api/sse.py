@@ -13,7 +13,9 @@ from core.db import db
 from core.models import Job
 from core.redis import redis_store
 from core.repositories import jobs as jobs_repo
-from pipeline.events import Event
+from core.statuses import JobStatus
+from pipeline import events
+from pipeline.events import Event, EventName
 from pipeline.streams import stream_exists
 
 HEARTBEAT = ": ping\n\n"
@@ -23,28 +25,28 @@ SYNTHETIC_PREFIX = "0-"
 
 def synthesize(job: Job) -> list[Event]:
     """A finished job's events rebuilt from PostgreSQL, for a stream that has expired."""
-    # A cached answer says so, as its live stream did.
-    cached = {"cached": True} if job.cached else {}
-    events = []
+    drafts = []
     # As live: a job that ended before any worker took it (cancelled or failed while
-    # queued) never had a `start`.
+    # queued) never had a `start`; a cached answer says so, as its live stream did.
     if job.started_at is not None:
-        start = {"job_id": str(job.id), "model": job.model, "tier": job.tier, **cached}
-        events.append(("start", start))
+        drafts.append(events.start(job.id, job.model, job.tier, cached=job.cached))
     if job.output:
-        events.append(("token", {"text": job.output}))
-    if job.status == "succeeded":
-        usage = {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
-        message_id = str(job.assistant_message_id) if job.assistant_message_id else None
-        done = {"message_id": message_id, "usage": usage, "finish_reason": job.finish_reason}
-        if job.tool_calls:
-            done["tool_calls"] = job.tool_calls
-        events.append(("done", {**done, **cached}))
-    elif job.status == "failed":
-        events.append(("error", {"error": {"code": job.error_code, "message": job.error_message}}))
+        drafts.append(events.token(job.output))
+    if job.status == JobStatus.SUCCEEDED:
+        done = events.done(
+            message_id=job.assistant_message_id,
+            prompt_tokens=job.prompt_tokens,
+            completion_tokens=job.completion_tokens,
+            finish_reason=job.finish_reason,
+            tool_calls=job.tool_calls,
+            cached=job.cached,
+        )
+        drafts.append(done)
+    elif job.status == JobStatus.FAILED:
+        drafts.append(events.error(job.error_code, job.error_message))
     else:
-        events.append(("cancelled", {"job_id": str(job.id), "partial": bool(job.output)}))
-    return [Event(f"{SYNTHETIC_PREFIX}{n}", name, data) for n, (name, data) in enumerate(events, 1)]
+        drafts.append(events.cancelled(job.id, partial=bool(job.output)))
+    return [Event.of(f"{SYNTHETIC_PREFIX}{n}", draft) for n, draft in enumerate(drafts, 1)]
 
 
 def _replay(job: Job, after: str | None) -> Iterator[Event]:
@@ -53,7 +55,7 @@ def _replay(job: Job, after: str | None) -> Iterator[Event]:
         yield from (e for e in synthesize(job) if int(e.id.removeprefix(SYNTHETIC_PREFIX)) > seen)
         return
     if after:  # the client saw part of a stream that no longer exists: start over
-        yield Event(f"{SYNTHETIC_PREFIX}0", "reset", {"reason": "stream expired"})
+        yield Event.of(f"{SYNTHETIC_PREFIX}0", events.reset("stream expired"))
     yield from synthesize(job)
 
 
@@ -89,7 +91,7 @@ def job_events(
     for event in read_events(str(job_id), after=start, wait=wait):
         yield event
         if event is not None:
-            if not relayed_a_token and event.name == "token":
+            if not relayed_a_token and event.name == EventName.TOKEN:
                 relayed_a_token = True
                 overhead.relayed(event)  # the client has the first token now
             continue

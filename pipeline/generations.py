@@ -20,8 +20,8 @@ from core.db import db
 from core.models import Conversation, Job
 from core.models.base import utcnow
 from core.repositories import jobs as jobs_repo
+from core.statuses import JobStatus
 from pipeline import events, outcomes, response_cache
-from pipeline.statuses import JobStatus
 from pipeline.streams import writer_for
 
 

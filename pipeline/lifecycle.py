@@ -25,8 +25,8 @@ from core.models import Job
 from core.models.base import utcnow
 from core.redis import redis_store
 from core.repositories import jobs as jobs_repo
+from core.statuses import JobStatus
 from pipeline import batch_progress, events, generations, outcomes, queue
-from pipeline.statuses import JobStatus
 from pipeline.streams import cancel_key, enqueued_key, writer_for
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from flask import Flask, current_app, g, has_request_context
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.redis import redis_store
-from pipeline.statuses import Tier
+from core.statuses import Tier
 from pipeline.streams import enqueued_key
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,12 @@ TASK_BY_TIER: dict[str, str] = {
 # `-Q heavy` workers).
 TASK_ROUTES = {task: {"queue": str(tier)} for tier, task in TASK_BY_TIER.items()}
 DEFAULT_QUEUE = str(Tier.LIGHT)
+
+
+def tier_models() -> dict[str, str]:
+    """The model each tier's workers run (MODEL_LIGHT, MODEL_HEAVY)."""
+    config = current_app.config
+    return {Tier.LIGHT: config["MODEL_LIGHT"], Tier.HEAVY: config["MODEL_HEAVY"]}
 
 
 def celery_init_app(app: Flask) -> Celery:

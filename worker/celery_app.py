@@ -1,4 +1,4 @@
-"""The worker's Celery app: the Flask app's, with the job tasks registered.
+"""The worker's Celery app: its Flask app's (worker/app.py), with the job tasks registered.
 
 Run: celery -A worker.celery_app worker -Q light -P threads -c 4
 """
@@ -7,18 +7,12 @@ from __future__ import annotations
 
 from celery.signals import worker_ready, worker_shutdown
 
-from api import create_app
 from config import gc_policy
-from config.logging_setup import configure_logging
-from core.redis import redis_store
+from worker.app import create_worker_app
 from worker.reconciler import Reconciler
 
-flask_app = create_app()
-# A Redis restart must not fail the jobs that are generating: the worker's Redis calls
-# wait for it (the API's answer 503 at once instead).
-redis_store.init_app(flask_app, retry_seconds=flask_app.config["WORKER_REDIS_RETRY_SECONDS"])
+flask_app = create_worker_app()
 celery_app = flask_app.extensions["celery"]
-configure_logging(flask_app.config["LOG_LEVEL"])
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks on celery_app)
 

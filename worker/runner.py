@@ -20,9 +20,9 @@ from core.models import Job
 from core.models.base import utcnow
 from core.redis import redis_store
 from core.repositories import jobs as jobs_repo
+from core.statuses import TERMINAL_STATUSES, JobStatus
 from pipeline import events, generations, lifecycle, outcomes
 from pipeline.prompts import model_messages
-from pipeline.statuses import TERMINAL_STATUSES, JobStatus
 from pipeline.streams import EventWriter, cancel_key, lock_key, writer_for
 from worker import providers
 from worker.agent.errors import JobCancelled, JobTimedOut, model_error

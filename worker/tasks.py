@@ -8,8 +8,8 @@ from sqlalchemy.exc import OperationalError
 
 from config.logging_setup import request_id_var
 from core.db import db
+from core.statuses import Tier
 from pipeline.queue import TASK_BY_TIER
-from pipeline.statuses import Tier
 from worker.runner import JobBusy, run_job
 
 # How long a job whose database is away waits before its next try (as long as it takes).

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from api.services.routing import tier_models
 from core import metrics_store
-from core.models import JOB_STATUSES, TIERS
 from core.models.base import utcnow
 from core.repositories import jobs as jobs_repo
+from core.statuses import ACTIVE_STATUSES, JOB_STATUSES, TERMINAL_STATUSES, TIERS
 from pipeline import queue
+from pipeline.queue import tier_models
 
-IN_FLIGHT_STATUSES = ("queued", "running")
+IN_FLIGHT_STATUSES = ACTIVE_STATUSES
 
 
 @dataclass
@@ -57,9 +57,7 @@ def _tier_section(snapshot: metrics_store.Snapshot, live: LiveState, tier: str, 
     for status in IN_FLIGHT_STATUSES:
         # Queued and running are states, not events: read from PostgreSQL as they are now.
         jobs[status] = live.in_flight.get((tier, status), 0)
-    finished = sum(
-        snapshot.jobs.get(f"{tier}|{status}", 0) for status in ("succeeded", "failed", "cancelled")
-    )
+    finished = sum(snapshot.jobs.get(f"{tier}|{status}", 0) for status in TERMINAL_STATUSES)
     cache_hits = snapshot.jobs.get(f"{tier}|cached", 0)
 
     def timing(kind: str) -> dict:

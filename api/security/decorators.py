@@ -7,8 +7,8 @@ from flask import g, request
 from flask_jwt_extended import get_current_user, get_jwt, verify_jwt_in_request
 from flask_smorest import Blueprint
 
-from api.security.identity import Identity
 from api.services import api_keys as api_keys_service
+from api.services.identity import Identity
 from config.logging_setup import user_id_var
 from core.errors import Forbidden
 

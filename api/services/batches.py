@@ -17,14 +17,15 @@ from flask import current_app
 
 from api import json_body
 from api.schemas.batches import BatchItemSchema, BatchLineSchema
-from api.security import Identity
 from api.services import caps, jobs, openai_compat, routing, usage
+from api.services.identity import Identity
 from core.db import db
 from core.errors import Conflict, InvalidBatch, NotFound, ServiceError, TooManyRequests
 from core.models import Batch, Job
 from core.models.base import utcnow
 from core.repositories import batches as batches_repo
 from core.repositories.pagination import Page
+from core.statuses import ACTIVE_STATUSES, JobStatus
 from pipeline import outcomes, queue
 from pipeline.batch_progress import settle
 from pipeline.events import compact_json
@@ -252,10 +253,10 @@ def _fill_counts(found: list[Batch]) -> None:
         by_status = counts.get(batch.id, {})
         batch.request_counts = {
             "total": batch.total,
-            "completed": by_status.get("succeeded", 0),
-            "failed": by_status.get("failed", 0),
-            "cancelled": by_status.get("cancelled", 0),
-            "pending": by_status.get("queued", 0) + by_status.get("running", 0),
+            "completed": by_status.get(JobStatus.SUCCEEDED, 0),
+            "failed": by_status.get(JobStatus.FAILED, 0),
+            "cancelled": by_status.get(JobStatus.CANCELLED, 0),
+            "pending": sum(by_status.get(status, 0) for status in ACTIVE_STATUSES),
         }
 
 
@@ -300,7 +301,7 @@ def delete(user_id: uuid.UUID, batch_id: uuid.UUID) -> None:
 
 def _result(job: Job) -> dict[str, Any]:
     response = error = None
-    if job.status == "succeeded":
+    if job.status == JobStatus.SUCCEEDED:
         prompt, completion = job.prompt_tokens or 0, job.completion_tokens or 0
         response = {
             "content": job.output or "",
@@ -315,7 +316,7 @@ def _result(job: Job) -> dict[str, Any]:
             },
         }
     else:
-        code = job.error_code or ("cancelled" if job.status == "cancelled" else "failed")
+        code = job.error_code or ("cancelled" if job.status == JobStatus.CANCELLED else "failed")
         error = {"code": code, "message": job.error_message or f"The request was {job.status}."}
     return {
         "id": f"batch_req_{job.id.hex}",

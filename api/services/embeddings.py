@@ -20,12 +20,13 @@ from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from api import embedding_backends as backends
-from api.security import Identity
+from api.services.identity import Identity
 from core.db import db
 from core.errors import GenerationFailed, InvalidInput, NotFound, ServiceError
 from core.models import UsageRecord
 from core.models.usage import EMBEDDINGS_TIER
 from core.repositories import usage as usage_repo
+from core.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ def create(identity: Identity, payload: dict[str, Any]) -> dict[str, Any]:
     except backends.BackendError as exc:
         _record_failure(user_id, api_key_id, model, _ms_since(started))
         raise _service_error(exc, name, model) from None
-    _record(user_id, api_key_id, model, "succeeded", result.prompt_tokens, _ms_since(started))
+    _record(
+        user_id, api_key_id, model, JobStatus.SUCCEEDED, result.prompt_tokens, _ms_since(started)
+    )
 
     encoding_format = payload.get("encoding_format") or "float"
     return {
@@ -136,7 +139,7 @@ def _record_failure(
     """The failed row; the client hears of the model server's failure even if it cannot be
     written."""
     try:
-        _record(user_id, api_key_id, model, "failed", 0, duration_ms)
+        _record(user_id, api_key_id, model, JobStatus.FAILED, 0, duration_ms)
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.error("usage row of failed embeddings not written: %s", exc.__class__.__name__)

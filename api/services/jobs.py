@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 
 from api import metrics, overhead
 from api.relay import read_events
-from api.security import Identity
 from api.services import conversations, routing, usage
+from api.services.identity import Identity
 from core.db import db
 from core.errors import AnswerTimeout, Conflict, GenerationFailed, NotFound
 from core.models import Conversation, Job, Message
@@ -25,9 +25,9 @@ from core.repositories import conversations as conversations_repo
 from core.repositories import jobs as jobs_repo
 from core.repositories import messages as messages_repo
 from core.repositories.pagination import Page
+from core.statuses import JobStatus
 from pipeline import generations, lifecycle, response_cache
 from pipeline.events import EventName
-from pipeline.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 

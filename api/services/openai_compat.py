@@ -14,7 +14,7 @@ from api.chat_messages import text_of
 from api.services import embeddings, jobs, routing
 from core.errors import InvalidInput, NotFound
 from core.models import Job
-from pipeline.events import Event, compact_json
+from pipeline.events import Event, EventName, compact_json
 
 DONE_FRAME = "data: [DONE]\n\n"
 HEARTBEAT = ": ping\n\n"
@@ -185,16 +185,16 @@ def chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool) -> 
     for event in events:
         if event is None:
             yield HEARTBEAT
-        elif event.name == "token":
+        elif event.name == EventName.TOKEN:
             sent_text = True
             yield chunk({"content": event.data["text"]}, logprobs=event.data.get("logprobs"))
-        elif event.name == "reset" and sent_text:
+        elif event.name == EventName.RESET and sent_text:
             # The job started over on another worker; text already sent cannot be unsent.
             yield _error_frame(
                 "generation_restarted", "The generation was interrupted and started over."
             )
             break
-        elif event.name == "done":
+        elif event.name == EventName.DONE:
             for index, call in enumerate(event.data.get("tool_calls") or ()):
                 yield chunk({"tool_calls": [{"index": index, **call}]})
             yield chunk({}, _finish_reason(event.data.get("finish_reason")))
@@ -203,11 +203,11 @@ def chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool) -> 
                 figures = _usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
                 yield _frame({**base, "choices": [], "usage": figures})
             break
-        elif event.name == "error":
+        elif event.name == EventName.ERROR:
             error = event.data.get("error") or {}
             yield _error_frame(error.get("code", "model_error"), error.get("message", ""))
             break
-        elif event.name == "cancelled":
+        elif event.name == EventName.CANCELLED:
             yield _error_frame("cancelled", "The generation was cancelled.")
             break
     yield DONE_FRAME
@@ -291,7 +291,7 @@ def text_chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool
     for event in events:
         if event is None:
             yield HEARTBEAT
-        elif event.name == "token":
+        elif event.name == EventName.TOKEN:
             sent_text = True
             text = event.data["text"]
             logprobs = None
@@ -299,23 +299,23 @@ def text_chunks(job: Job, events: Iterable[Event | None], *, include_usage: bool
                 logprobs = _legacy_logprobs(event.data.get("logprobs") or [], offset)
             offset += len(text)
             yield chunk(text, logprobs=logprobs)
-        elif event.name == "reset" and sent_text:
+        elif event.name == EventName.RESET and sent_text:
             yield _error_frame(
                 "generation_restarted", "The generation was interrupted and started over."
             )
             break
-        elif event.name == "done":
+        elif event.name == EventName.DONE:
             yield chunk("", _finish_reason(event.data.get("finish_reason")))
             if include_usage:
                 usage = event.data.get("usage") or {}
                 figures = _usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
                 yield _frame({**base, "choices": [], "usage": figures})
             break
-        elif event.name == "error":
+        elif event.name == EventName.ERROR:
             error = event.data.get("error") or {}
             yield _error_frame(error.get("code", "model_error"), error.get("message", ""))
             break
-        elif event.name == "cancelled":
+        elif event.name == EventName.CANCELLED:
             yield _error_frame("cancelled", "The generation was cancelled.")
             break
     yield DONE_FRAME

@@ -23,12 +23,13 @@ from flask import current_app
 
 from api.schemas.openai_compat import ChatCompletionRequestSchema
 from api.schemas.responses import LOGPROBS_INCLUDE
-from api.security import Identity
 from api.services import jobs, openai_compat
+from api.services.identity import Identity
 from core.db import db
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Job
-from pipeline.events import Event, compact_json
+from core.statuses import JobStatus
+from pipeline.events import Event, EventName, compact_json
 
 ID_PREFIX = "resp_"
 HEARTBEAT = ": ping\n\n"
@@ -50,11 +51,11 @@ KEPT_FIELDS = (
     "top_logprobs",
 )
 STATUSES = {
-    "queued": "queued",
-    "running": "in_progress",
-    "succeeded": "completed",
-    "failed": "failed",
-    "cancelled": "cancelled",
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "in_progress",
+    JobStatus.SUCCEEDED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
 }
 
 
@@ -90,7 +91,7 @@ def _previous_turns(identity: Identity, previous_id: str) -> list[dict[str, Any]
             f"Previous response with id {previous_id!r} not found.",
             details={"json": {"previous_response_id": ["Not found."]}},
         ) from None
-    if previous.status != "succeeded":
+    if previous.status != JobStatus.SUCCEEDED:
         message = f"The previous response is {STATUSES[previous.status]}, not completed."
         raise InvalidInput(message, details={"json": {"previous_response_id": [message]}})
     turns = list(previous.input["messages"])
@@ -215,7 +216,7 @@ def cancel(user_id: uuid.UUID, response_id: str) -> Job:
     job = get(user_id, response_id)
     if not job.input["response"].get("background"):
         raise InvalidInput("Only a background response can be cancelled.")
-    if job.status == "cancelled":
+    if job.status == JobStatus.CANCELLED:
         return job
     if job.is_terminal:
         raise Conflict(f"The response has already ended ({STATUSES[job.status]}).")
@@ -245,10 +246,10 @@ class Outcome:
     @classmethod
     def of(cls, job: Job) -> Outcome:
         error = None
-        if job.status == "failed":
+        if job.status == JobStatus.FAILED:
             error = {"code": job.error_code or "server_error", "message": job.error_message or ""}
         usage = None
-        if job.status == "succeeded":
+        if job.status == JobStatus.SUCCEEDED:
             usage = {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
         return cls(
             STATUSES[job.status],
@@ -361,11 +362,11 @@ def events(job: Job, stream: Iterable[Event | None]) -> Iterator[dict[str, Any] 
     for event in stream:
         if event is None:
             yield None
-        elif event.name == "start" and not started:
+        elif event.name == EventName.START and not started:
             started = True
             progress = response_object(job, Outcome("in_progress"))
             yield {"type": "response.in_progress", "response": progress}
-        elif event.name == "token":
+        elif event.name == EventName.TOKEN:
             if not parts:
                 item = _message_item(job, "", None, status="in_progress")
                 yield {"type": "response.output_item.added", "output_index": 0, "item": item}
@@ -375,7 +376,7 @@ def events(job: Job, stream: Iterable[Event | None]) -> Iterator[dict[str, Any] 
             logprobs += event.data.get("logprobs") or []
             delta = {"delta": event.data["text"], "logprobs": event.data.get("logprobs") or []}
             yield {"type": "response.output_text.delta", **text_part, **delta}
-        elif event.name == "reset" and parts:
+        elif event.name == EventName.RESET and parts:
             # The job started over on another worker; text already sent cannot be unsent.
             yield {
                 "type": "error",
@@ -391,7 +392,7 @@ def events(job: Job, stream: Iterable[Event | None]) -> Iterator[dict[str, Any] 
 
 def _ending(job: Job, event: Event, text: str, logprobs: list) -> Iterator[dict[str, Any]]:
     data = event.data
-    if event.name == "done":
+    if event.name == EventName.DONE:
         tool_calls = data.get("tool_calls")
         outcome = Outcome(
             "completed",
@@ -430,7 +431,7 @@ def _ending(job: Job, event: Event, text: str, logprobs: list) -> Iterator[dict[
         final = response_object(job, outcome)
         kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
         yield {"type": kind, "response": final}
-    elif event.name == "error":
+    elif event.name == EventName.ERROR:
         error = data.get("error") or {}
         failed = {"code": error.get("code", "server_error"), "message": error.get("message", "")}
         yield {

@@ -11,6 +11,7 @@ from flask import current_app
 from api.chat_messages import text_of
 from api.services.classifier import classify
 from core.errors import InvalidInput
+from pipeline.queue import tier_models
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,6 @@ class Decision:
     model: str
     score: float
     reason: str
-
-
-def tier_models() -> dict[str, str]:
-    return {"light": current_app.config["MODEL_LIGHT"], "heavy": current_app.config["MODEL_HEAVY"]}
 
 
 def choices() -> list[str]:

@@ -3,11 +3,12 @@
 from core.models.api_key import ApiKey
 from core.models.batch import BATCH_STATUSES, Batch
 from core.models.conversation import Conversation
-from core.models.job import JOB_STATUSES, TERMINAL_STATUSES, TIERS, Job
+from core.models.job import Job
 from core.models.login_session import REVOKE_REASONS, LoginSession
 from core.models.message import MESSAGE_ROLES, Message
 from core.models.usage import UsageRecord
 from core.models.user import ROLES, User
+from core.statuses import JOB_STATUSES, TERMINAL_STATUSES, TIERS
 
 __all__ = [
     "BATCH_STATUSES",

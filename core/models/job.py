@@ -22,10 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import db
 from core.models.base import created_at_column, elapsed_ms, uuid_pk
-
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
-TIERS = ("light", "heavy")
+from core.statuses import TERMINAL_STATUSES, JobStatus, Tier, sql_in
 
 
 class Job(db.Model):
@@ -33,11 +30,8 @@ class Job(db.Model):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
-            name="ck_jobs_status",
-        ),
-        CheckConstraint("tier IN ('light', 'heavy')", name="ck_jobs_tier"),
+        CheckConstraint(sql_in("status", JobStatus), name="ck_jobs_status"),
+        CheckConstraint(sql_in("tier", Tier), name="ck_jobs_tier"),
         UniqueConstraint("user_id", "idempotency_key", name="uq_jobs_user_idempotency_key"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status", "status"),
@@ -56,7 +50,7 @@ class Job(db.Model):
     conversation_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("conversations.id", ondelete="SET NULL")
     )
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=JobStatus.QUEUED)
     tier: Mapped[str] = mapped_column(String(16), nullable=False)
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     route_score: Mapped[float] = mapped_column(Float, nullable=False)

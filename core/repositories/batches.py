@@ -9,6 +9,7 @@ from core.db import db
 from core.models import Batch, Job
 from core.models.batch import ENDED_BATCH_STATUSES
 from core.repositories.pagination import Page, paginate
+from core.statuses import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus
 
 
 def add(batch: Batch) -> Batch:
@@ -67,7 +68,7 @@ def job_counts(batch_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
 
 
 def in_flight(batch_id: uuid.UUID) -> bool:
-    query = select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(("queued", "running")))
+    query = select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(ACTIVE_STATUSES))
     return db.session.scalar(query.limit(1)) is not None
 
 
@@ -75,7 +76,7 @@ def _end_queued(batch_id: uuid.UUID, **values) -> list[Job]:
     """End every request of the batch that has not started; the jobs, as now stored."""
     ids = db.session.scalars(
         update(Job)
-        .where(Job.batch_id == batch_id, Job.status == "queued")
+        .where(Job.batch_id == batch_id, Job.status == JobStatus.QUEUED)
         .values(**values)
         .returning(Job.id)
     ).all()
@@ -86,13 +87,13 @@ def _end_queued(batch_id: uuid.UUID, **values) -> list[Job]:
 
 
 def cancel_queued(batch_id: uuid.UUID, when: datetime) -> list[Job]:
-    return _end_queued(batch_id, status="cancelled", finished_at=when)
+    return _end_queued(batch_id, status=JobStatus.CANCELLED, finished_at=when)
 
 
 def fail_queued(batch_id: uuid.UUID, when: datetime, code: str) -> list[Job]:
     return _end_queued(
         batch_id,
-        status="failed",
+        status=JobStatus.FAILED,
         finished_at=when,
         error_code=code,
         error_message="The job queue was unavailable when the batch was submitted.",
@@ -102,7 +103,7 @@ def fail_queued(batch_id: uuid.UUID, when: datetime, code: str) -> list[Job]:
 def ended_jobs(batch_id: uuid.UUID):
     query = (
         select(Job)
-        .where(Job.batch_id == batch_id, Job.status.in_(("succeeded", "failed", "cancelled")))
+        .where(Job.batch_id == batch_id, Job.status.in_(TERMINAL_STATUSES))
         .order_by(Job.created_at, Job.custom_id)
         .execution_options(yield_per=500)
     )

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from core.db import db
 from core.models import Job
 from core.repositories.pagination import Page, paginate
+from core.statuses import ACTIVE_STATUSES, JobStatus
 
 
 def add(job: Job) -> Job:
@@ -41,8 +42,8 @@ def cancel_if_queued(job_id: uuid.UUID, when: datetime) -> bool:
     """queued → cancelled, atomically: False when a worker claimed it first."""
     result = db.session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(status="cancelled", finished_at=when)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=when)
         .returning(Job.id)
     )
     return result.first() is not None
@@ -56,9 +57,9 @@ def claim(job_id: uuid.UUID, when: datetime) -> Job | None:
     """
     statement = (
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(("queued", "running")))
+        .where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
         .values(
-            status="running",
+            status=JobStatus.RUNNING,
             attempts=Job.attempts + 1,
             started_at=func.coalesce(Job.started_at, when),
             first_token_at=None,
@@ -76,13 +77,13 @@ def status_of(job_id: uuid.UUID) -> str | None:
 def count_in_flight(user_id: uuid.UUID) -> int:
     """The user's interactive jobs queued or running (batch requests wait their turn)."""
     query = select(func.count()).where(
-        Job.user_id == user_id, Job.status.in_(("queued", "running")), Job.batch_id.is_(None)
+        Job.user_id == user_id, Job.status.in_(ACTIVE_STATUSES), Job.batch_id.is_(None)
     )
     return db.session.scalar(query) or 0
 
 
 def waiting_follower_ids(leader_id: uuid.UUID) -> list[uuid.UUID]:
-    query = select(Job.id).where(Job.leader_job_id == leader_id, Job.status == "queued")
+    query = select(Job.id).where(Job.leader_job_id == leader_id, Job.status == JobStatus.QUEUED)
     return list(db.session.scalars(query.order_by(Job.created_at)))
 
 
@@ -90,7 +91,7 @@ def lock_waiting_follower(job_id: uuid.UUID, leader_id: uuid.UUID) -> Job | None
     """The follower, row-locked, if it still waits for `leader_id`; else None."""
     query = (
         select(Job)
-        .where(Job.id == job_id, Job.leader_job_id == leader_id, Job.status == "queued")
+        .where(Job.id == job_id, Job.leader_job_id == leader_id, Job.status == JobStatus.QUEUED)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -101,7 +102,7 @@ def count_in_flight_by_tier() -> dict[tuple[str, str], int]:
     """(tier, status) → jobs queued or running now, across all users."""
     query = (
         select(Job.tier, Job.status, func.count())
-        .where(Job.status.in_(("queued", "running")))
+        .where(Job.status.in_(ACTIVE_STATUSES))
         .group_by(Job.tier, Job.status)
     )
     return {(tier, status): count for tier, status, count in db.session.execute(query)}
@@ -111,7 +112,11 @@ def queued_without_leader(created_before: datetime, limit: int) -> list[Job]:
     """Queued jobs that wait for a queue message (not for a leader's answer), oldest first."""
     query = (
         select(Job)
-        .where(Job.status == "queued", Job.leader_job_id.is_(None), Job.created_at < created_before)
+        .where(
+            Job.status == JobStatus.QUEUED,
+            Job.leader_job_id.is_(None),
+            Job.created_at < created_before,
+        )
         .order_by(Job.created_at)
         .limit(limit)
     )
@@ -119,5 +124,5 @@ def queued_without_leader(created_before: datetime, limit: int) -> list[Job]:
 
 
 def running_jobs(limit: int) -> list[Job]:
-    query = select(Job).where(Job.status == "running").order_by(Job.started_at).limit(limit)
+    query = select(Job).where(Job.status == JobStatus.RUNNING).order_by(Job.started_at).limit(limit)
     return list(db.session.scalars(query))

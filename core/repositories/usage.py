@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select
 from core.db import db
 from core.models import UsageRecord, User
 from core.models.usage import EMBEDDINGS_TIER
+from core.statuses import JobStatus
 
 
 def add(record: UsageRecord) -> UsageRecord:
@@ -40,7 +41,7 @@ def _figures() -> list:
         func.count().label("requests"),
         # Embeddings are answered in the API, without a job.
         func.count().filter(generated, UsageRecord.tier != EMBEDDINGS_TIER).label("jobs"),
-        func.count().filter(UsageRecord.status == "failed").label("errors"),
+        func.count().filter(UsageRecord.status == JobStatus.FAILED).label("errors"),
         func.count().filter(UsageRecord.cached.is_(True)).label("cache_hits"),
         func.coalesce(func.sum(UsageRecord.prompt_tokens).filter(generated), 0).label(
             "prompt_tokens"

@@ -10,7 +10,8 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life (docs/architecture/job-states.md draws the moves)."""
+    """Where a job is in its life (pipeline/lifecycle.py moves it; docs/architecture/job-states.md
+    draws the moves)."""
 
     QUEUED = "queued"  # written at submit; waiting for a worker (or for its cache leader)
     RUNNING = "running"  # claimed by a worker delivery
@@ -19,6 +20,7 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+JOB_STATUSES = tuple(JobStatus)
 # A job in one of these never changes again.
 TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 # A job in one of these still holds a slot of its user's in-flight cap.
@@ -30,6 +32,9 @@ class Tier(StrEnum):
 
     LIGHT = "light"
     HEAVY = "heavy"
+
+
+TIERS = tuple(Tier)
 
 
 def sql_in(column: str, values: type[StrEnum] | tuple[StrEnum, ...]) -> str:
