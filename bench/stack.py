@@ -177,14 +177,26 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def median_of(results: list[Any]) -> Any:
-    """The median over repetitions of every numeric leaf (lists of examples are dropped)."""
+def median_of(results: list[Any], *, keep_other_leaves: bool = False) -> Any:
+    """The median over repetitions of every numeric leaf.
+
+    Other leaves (lists of examples…) are dropped (None); with `keep_other_leaves` the
+    first run's is kept instead (booleans too), and NaNs are left out of the medians.
+    """
     first = results[0]
     if isinstance(first, dict):
-        return {key: median_of([r[key] for r in results if key in r]) for key in first}
-    if isinstance(first, int | float):
-        return statistics.median(results)
-    return None
+        return {
+            key: median_of(
+                [r[key] for r in results if key in r], keep_other_leaves=keep_other_leaves
+            )
+            for key in first
+        }
+    if not keep_other_leaves:
+        return statistics.median(results) if isinstance(first, int | float) else None
+    if isinstance(first, bool) or not isinstance(first, int | float):
+        return first
+    numbers = [r for r in results if isinstance(r, int | float) and not math.isnan(r)]
+    return statistics.median(numbers) if numbers else math.nan
 
 
 def verdict(value: float, target: float) -> str:

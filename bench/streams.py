@@ -33,7 +33,6 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -51,12 +50,16 @@ from stack import (
     Storage,
     logger,
     machine_cpu,
+    median_of,
     summary,
 )
+from stream_client import Run, loop_lag, open_streams
+from stream_report import TARGET_P99_MS, best_steps, print_report
 
 # The stack (processes, storage, environment) and the statistics and CPU helpers come from
-# bench/stack.py; this script seeds its database with running jobs and starts no worker
-# and no model.
+# bench/stack.py, the SSE client from bench/stream_client.py and the text report from
+# bench/stream_report.py; this script seeds its database with running jobs and starts no
+# worker and no model.
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -64,7 +67,6 @@ HOST = "127.0.0.1"
 STORAGE = Storage(db_name="llm_gateway_bench_streams", redis_db=13, prefix="gwbench-streams:")
 MODEL = "llama3.2:3b"
 SERVICES = {"redis-server": "redis", "postgres": "postgres"}
-TARGET_P99_MS = 100.0
 # A step keeps up when, in its steady state, the clients receive this share of the
 # offered tokens per second, with no error and a p99 delay below EXPLODED_P99_MS.
 KEEP_UP_RATIO = 0.95
@@ -73,28 +75,12 @@ TICK_SECONDS = 0.01  # the writer's pipelining period (about)
 STREAM_MAXLEN = 20000  # as the worker's EventWriter (STREAM_MAXLEN's default)
 STREAM_TTL = 3600
 DEFAULT_WORKER_CONNECTIONS = 2000  # config/gunicorn.conf.py's default
-OPEN_CONCURRENCY = 64  # connections being opened at once
-OPEN_TIMEOUT = 60.0  # connect -> `start` event, per stream
 SETTLE_SECONDS = 2.0  # after the last stream opened, before measuring memory
 WARMUP_STREAMS_PER_WORKER = 8
 TOKEN_TEXT = " tok"  # noqa: S105 (not a password: the text of every token)
 
 
 log = logger("streams")
-
-
-# --- statistics ----------------------------------------------------------------------------
-
-
-def median_of(results: list[Any]) -> Any:
-    """The median over repetitions of every numeric leaf (other leaves: the first run's)."""
-    first = results[0]
-    if isinstance(first, dict):
-        return {key: median_of([r.get(key) for r in results]) for key in first}
-    if isinstance(first, bool) or not isinstance(first, int | float):
-        return first
-    numbers = [r for r in results if isinstance(r, int | float) and not math.isnan(r)]
-    return statistics.median(numbers) if numbers else math.nan
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -281,242 +267,6 @@ def prime_streams(client: redis.Redis, job_ids: list[str], keys: list[str]) -> N
 def delete_streams(client: redis.Redis, keys: list[str]) -> None:
     for begin in range(0, len(keys), 500):
         client.delete(*keys[begin : begin + 500])
-
-
-# --- the SSE client: one asyncio process, raw sockets --------------------------------------
-
-
-class Run:
-    """What the clients of one step record."""
-
-    def __init__(self, expected_tokens: int, duration: float):
-        self.connections: list[SSEStream] = []
-        self.expected = expected_tokens
-        self.t0 = math.inf  # first scheduled write; set when the writers are started
-        self.delays: list[float] = []  # ms: write time -> client read
-        self.entry_delays: list[float] = []  # ms: Redis entry id (XADD applied) -> read
-        self.per_second = [0] * (int(duration) + 120)  # tokens read per second after t0
-        self.tokens = 0
-        self.heartbeats = 0
-        self.done = 0
-        self.errors: Counter[str] = Counter()
-        self.error_examples: list[str] = []
-        self.open_ms: list[float] = []
-
-    def close_all(self) -> None:
-        """Drop every connection still open (a failed or interrupted step): gunicorn's
-        graceful shutdown would otherwise wait for them."""
-        for stream in self.connections:
-            if stream.transport is not None and not stream.transport.is_closing():
-                stream.transport.abort()
-
-    def error(self, kind: str, detail: str) -> None:
-        self.errors[kind] += 1
-        if len(self.error_examples) < 10:
-            self.error_examples.append(f"{kind}: {detail}")
-
-
-class SSEStream(asyncio.Protocol):
-    """One `GET /api/jobs/<id>/events`: HTTP/1.1 (chunked) and SSE parsed by hand."""
-
-    def __init__(self, run: Run, request: bytes, job_id: str):
-        loop = asyncio.get_running_loop()
-        self.run = run
-        self.request = request
-        self.job_id = job_id
-        self.transport: asyncio.Transport | None = None
-        self.head = b""
-        self.in_body = False
-        self.chunked = True
-        self.raw = b""  # body bytes not yet de-chunked
-        self.sse = b""  # SSE text not yet a whole event
-        self.next_seq = 0
-        self.outcome: str | None = None
-        self.started: asyncio.Future[bool] = loop.create_future()
-        self.ended: asyncio.Future[str] = loop.create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.write(self.request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.outcome is None:
-            self.fail("disconnect", f"job {self.job_id}: connection closed ({exc})")
-
-    def finish(self, outcome: str) -> None:
-        self.outcome = outcome
-        if not self.started.done():
-            self.started.set_result(outcome == "done")
-        if not self.ended.done():
-            self.ended.set_result(outcome)
-        if self.transport is not None:
-            self.transport.close()
-
-    def fail(self, kind: str, detail: str) -> None:
-        if self.outcome is None:
-            self.run.error(kind, detail)
-            self.finish(kind)
-            if self.transport is not None:
-                self.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
-        if self.outcome is not None:
-            return
-        if not self.in_body:
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.head) > 65536:
-                    self.fail("http", f"job {self.job_id}: headers too long")
-                return
-            head, data = self.head[:end], self.head[end + 4 :]
-            self.head = b""
-            status_line, _, headers = head.partition(b"\r\n")
-            parts = status_line.split(b" ", 2)
-            if len(parts) < 2 or parts[1] != b"200":
-                self.fail("http", f"job {self.job_id}: {status_line.decode(errors='replace')}")
-                return
-            self.chunked = b"transfer-encoding: chunked" in headers.lower()
-            self.in_body = True
-            if not data:
-                return
-        if self.chunked:
-            try:
-                data = self.dechunk(data)
-            except ValueError:
-                self.fail("http", f"job {self.job_id}: bad chunked encoding")
-                return
-        if data:
-            self.feed(data, now)
-
-    def dechunk(self, data: bytes) -> bytes:
-        raw = self.raw + data if self.raw else data
-        pos, out = 0, []
-        while True:
-            eol = raw.find(b"\r\n", pos)
-            if eol < 0:
-                break
-            size = int(raw[pos:eol].split(b";", 1)[0], 16)
-            if size == 0:  # the last chunk: the server ended the response
-                self.raw = b""
-                payload = b"".join(out)
-                if payload:
-                    self.feed(payload, time.time())
-                if self.outcome is None:
-                    self.fail("ended_early", f"job {self.job_id}: response ended before `done`")
-                return b""
-            start, end = eol + 2, eol + 2 + size
-            if len(raw) < end + 2:
-                break
-            out.append(raw[start:end])
-            pos = end + 2
-        self.raw = raw[pos:]
-        return b"".join(out)
-
-    def feed(self, payload: bytes, now: float) -> None:
-        if b"\r" in payload:
-            payload = payload.replace(b"\r\n", b"\n")
-        blocks = (self.sse + payload if self.sse else payload).split(b"\n\n")
-        self.sse = blocks.pop()
-        for block in blocks:
-            if block:
-                self.event(block, now)
-                if self.outcome is not None:
-                    return
-
-    def event(self, block: bytes, now: float) -> None:
-        name, entry_id, data_lines = b"message", b"", []
-        for line in block.split(b"\n"):
-            if line[:1] == b":":
-                self.run.heartbeats += 1
-                continue
-            key, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
-            if key == b"data":
-                data_lines.append(value)
-            elif key == b"event":
-                name = value
-            elif key == b"id":
-                entry_id = value
-        if not data_lines:
-            return  # `retry:` alone, or comments: no event to dispatch
-        run = self.run
-        if name == b"token":
-            try:
-                data = json.loads(b"\n".join(data_lines))
-                seq, written = data["seq"], data["t"]
-            except (ValueError, KeyError, TypeError):
-                self.fail("protocol", f"job {self.job_id}: bad token {data_lines!r}"[:200])
-                return
-            if seq != self.next_seq:
-                run.error("sequence", f"job {self.job_id}: token {seq}, expected {self.next_seq}")
-            self.next_seq = seq + 1
-            run.tokens += 1
-            run.delays.append((now - written) * 1000)
-            if entry_id:
-                run.entry_delays.append(now * 1000 - int(entry_id.split(b"-", 1)[0]))
-            if now >= run.t0:
-                second = int(now - run.t0)
-                if second < len(run.per_second):
-                    run.per_second[second] += 1
-        elif name == b"start":
-            if not self.started.done():
-                self.started.set_result(True)
-        elif name == b"done":
-            if self.next_seq != run.expected:
-                run.error(
-                    "missing_tokens",
-                    f"job {self.job_id}: done after {self.next_seq} of {run.expected} tokens",
-                )
-            run.done += 1
-            self.finish("done")
-        else:
-            self.fail("event", f"job {self.job_id}: unexpected `{name.decode()}` event")
-
-
-async def open_streams(run: Run, job_ids: list[str], port: int, api_key: str) -> list[SSEStream]:
-    """One connection per job, OPEN_CONCURRENCY at a time; each counts as open once its
-    `start` event arrived (the relay serves it)."""
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
-
-    async def one(job_id: str) -> SSEStream:
-        request = (
-            f"GET /api/jobs/{job_id}/events HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            f"X-API-Key: {api_key}\r\nAccept: text/event-stream\r\n\r\n"
-        ).encode()
-        stream = SSEStream(run, request, job_id)
-        run.connections.append(stream)
-        async with gate:
-            failures = run.errors["connect"] + run.errors["open_timeout"]
-            if failures >= OPEN_CONCURRENCY:  # the server takes no more: do not wait for each
-                stream.fail("not_opened", f"job {job_id}: {failures} streams failed to open")
-                return stream
-            began = time.perf_counter()
-            try:
-                await loop.create_connection(lambda: stream, HOST, port)
-            except OSError as exc:
-                stream.fail("connect", f"job {job_id}: {exc}")
-                return stream
-            try:
-                if await asyncio.wait_for(asyncio.shield(stream.started), OPEN_TIMEOUT):
-                    run.open_ms.append((time.perf_counter() - began) * 1000)
-            except TimeoutError:
-                stream.fail("open_timeout", f"job {job_id}: no `start` in {OPEN_TIMEOUT:g} s")
-        return stream
-
-    return list(await asyncio.gather(*(one(job_id) for job_id in job_ids)))
-
-
-async def loop_lag(samples: list[float], stop: asyncio.Event) -> None:
-    """How late the client's event loop wakes up: its own saturation."""
-    period = 0.01
-    while not stop.is_set():
-        began = time.perf_counter()
-        await asyncio.sleep(period)
-        samples.append((time.perf_counter() - began - period) * 1000)
 
 
 # --- the token writer (a process of its own: bench/streams.py _writer CONFIG) --------------
@@ -990,147 +740,6 @@ async def run_step(ctx: Context, streams_count: int, rate: float) -> dict[str, A
     }
 
 
-# --- report --------------------------------------------------------------------------------
-
-
-def fmt_ms(stats: dict[str, float]) -> str:
-    return " / ".join(f"{stats[q]:.1f}" for q in ("p50", "p90", "p99", "max"))
-
-
-def print_step(step: dict[str, Any], repeat: int) -> None:
-    tokens, memory, cpu = step["tokens"], step["memory"], step["cpu"]
-    base, opened = memory["gunicorn_base"], memory["gunicorn_open"]
-    flow = memory["gunicorn_flow"]
-    label = f" (median of {repeat})" if repeat > 1 else ""
-    print(
-        f"\n{step['streams']:.0f} streams x {step['rate_per_stream']:g} tokens/s for "
-        f"{step['duration_s']:.0f} s = {step['offered_tokens_per_s']:,.0f} tokens/s offered{label}"
-    )
-    print(
-        f"  open: {step['open']['opened']:.0f} in {step['open']['wall_s']:.1f} s "
-        f"(connect -> `start` p50 {step['open']['per_stream_ms']['p50']:.0f} ms, "
-        f"p99 {step['open']['per_stream_ms']['p99']:.0f} ms)"
-    )
-    print(f"  relay delay ms, write -> client read  p50/p90/p99/max: {fmt_ms(step['relay_ms'])}")
-    print(
-        f"  Redis entry id -> client read        p50/p90/p99/max: "
-        f"{fmt_ms(step['redis_entry_to_client_ms'])}"
-    )
-    print(
-        f"  tokens: expected {tokens['expected']:,.0f}, written {tokens['written']:,.0f}, "
-        f"delivered {tokens['delivered']:,.0f}; steady state "
-        f"{tokens['delivered_per_s_steady']:,.0f}/s (slowest second "
-        f"{tokens['delivered_per_s_min_second']:,.0f}); "
-        f"done {tokens['streams_done']:.0f}/{step['streams']:.0f}"
-    )
-    kinds = ", ".join(f"{k} {v}" for k, v in step["errors_by_kind"].items()) or "none"
-    print(f"  errors: {step['errors']:.0f} ({kinds})")
-    for example in step["error_examples"][:3]:
-        print(f"    {example}")
-    workers = ", ".join(f"{v:.0f}" for v in opened["rss_mb_per_worker"])
-    print(
-        f"  gunicorn RSS MB: before {base['rss_mb_total']:.0f}, streams open "
-        f"{opened['rss_mb_total']:.0f} (workers {workers}), end of flow "
-        f"{flow['rss_mb_total']:.0f}; per stream {memory['kb_per_stream_open']:.1f} kB open, "
-        f"{memory['kb_per_stream_flow']:.1f} kB flowing"
-    )
-    print(
-        f"  sockets per worker {memory['worker_sockets_open']}, Redis clients added "
-        f"{memory['redis_clients_added']:.0f}; client "
-        f"{memory['client_kb_per_stream']:.1f} kB/stream"
-    )
-    groups = ", ".join(f"{k} {v:.0f}" for k, v in cpu["pct_of_one_core"].items())
-    print(
-        f"  CPU % of one core: {groups}, others {cpu['others_pct_of_one_core']:.0f}; machine "
-        f"{cpu['machine_busy_pct_of_all_cores']:.0f}% busy; load average "
-        f"{cpu['loadavg_start'][0]:.2f} -> {cpu['loadavg_end'][0]:.2f}"
-    )
-    per_token = ", ".join(f"{k} {v:.0f}" for k, v in cpu["us_per_token"].items())
-    print(f"  CPU per relayed token, us: {per_token}")
-    print(
-        f"  client loop lag ms p99 {step['client_loop_lag_ms']['p99']:.1f}, max "
-        f"{step['client_loop_lag_ms']['max']:.1f}; writer behind schedule max "
-        f"{step['writer_late_ms_max']:.1f} ms"
-    )
-    verdict = "met" if step["target_met"] else "NOT MET"
-    print(
-        f"  target p99 <= {TARGET_P99_MS:g} ms with no errors: {verdict}; "
-        f"kept up: {'yes' if step['kept_up'] else 'NO'}"
-    )
-    for name, prof in (step.get("profile") or {}).items():
-        if prof.get("samples"):
-            print(f"  {name} ({prof['samples']} samples), self %:")
-            for function, pct in prof["self_pct"][:10]:
-                print(f"    {pct:5.1f}  {function}")
-
-
-def print_report(report: dict[str, Any]) -> None:
-    config = report["config"]
-    print(
-        f"\nStreams benchmark: gunicorn {config['workers']} worker(s) "
-        f"(config/gunicorn.conf.py, {' '.join(config['env_overrides']) or 'defaults'}); "
-        f"code {config['git']['describe']}"
-        + (
-            f" (api/ changed: {', '.join(config['git']['api_changed'])})"
-            if config["git"]["api_changed"]
-            else ""
-        )
-    )
-    for step in report["steps"]:
-        print_step(step["median"], config["repeat"])
-    if len(report["steps"]) > 1:
-        print(
-            "\n  streams  rate/s   offered/s  delivered/s   p50 ms   p99 ms   max ms"
-            "  gunicorn%  client%  kept up"
-        )
-        for step in report["steps"]:
-            m = step["median"]
-            cpu = m["cpu"]["pct_of_one_core"]
-            print(
-                f"  {m['streams']:>7.0f} {m['rate_per_stream']:>7g}"
-                f" {m['offered_tokens_per_s']:>11,.0f}"
-                f" {m['tokens']['delivered_per_s_steady']:>12,.0f} {m['relay_ms']['p50']:>8.1f}"
-                f" {m['relay_ms']['p99']:>8.1f} {m['relay_ms']['max']:>8.1f}"
-                f" {cpu.get('gunicorn', math.nan):>10.0f} {cpu.get('client', math.nan):>8.0f}"
-                f"  {'yes' if m['kept_up'] else 'NO'}"
-            )
-    best = report["summary"]
-    if best["max_sustained"]:
-        s = best["max_sustained"]
-        print(
-            f"\nmax sustained: {s['delivered_per_s']:,.0f} tokens/s ({s['streams']:.0f} x "
-            f"{s['rate_per_stream']:g}/s), relay p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms"
-        )
-    if best["max_within_target"]:
-        s = best["max_within_target"]
-        print(
-            f"max with p99 <= {TARGET_P99_MS:g} ms: {s['delivered_per_s']:,.0f} tokens/s "
-            f"({s['streams']:.0f} x {s['rate_per_stream']:g}/s), p99 {s['p99_ms']:.1f} ms"
-        )
-
-
-def best_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    def describe(m: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "streams": m["streams"],
-            "rate_per_stream": m["rate_per_stream"],
-            "delivered_per_s": m["tokens"]["delivered_per_s_steady"],
-            "p50_ms": m["relay_ms"]["p50"],
-            "p99_ms": m["relay_ms"]["p99"],
-        }
-
-    medians = [s["median"] for s in steps]
-    sustained = [m for m in medians if m["kept_up"]]
-    within = [m for m in sustained if m["relay_ms"]["p99"] <= TARGET_P99_MS]
-
-    def top(items: list[dict[str, Any]]) -> dict[str, Any] | None:
-        if not items:
-            return None
-        return describe(max(items, key=lambda m: m["tokens"]["delivered_per_s_steady"]))
-
-    return {"max_sustained": top(sustained), "max_within_target": top(within)}
-
-
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -1207,7 +816,7 @@ async def measure(ctx: Context, steps: list[tuple[int, float]]) -> list[dict[str
                 f"{m['tokens']['delivered_per_s_steady']:,.0f} tokens/s delivered; "
                 f"{m['errors']} errors"
             )
-        median = median_of(runs)
+        median = median_of(runs, keep_other_leaves=True)
         median["errors_by_kind"] = dict(
             sum((Counter(r["errors_by_kind"]) for r in runs), Counter())
         )

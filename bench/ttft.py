@@ -35,6 +35,7 @@ import httpx
 from stack import (
     HTTP_TIMEOUT,
     MODEL,
+    ROOT,
     Stack,
     StackError,
     Storage,
@@ -50,6 +51,10 @@ from stack import (
     summary,
     verdict,
 )
+
+if str(ROOT) not in sys.path:  # the SSE parser is the tests' one
+    sys.path.insert(1, str(ROOT))
+from tests.sse_client import SseParser
 
 STORAGE = Storage(db_name="llm_gateway_bench", redis_db=13, prefix="gwbench:")
 PROMPT = "Say hello."
@@ -150,7 +155,7 @@ async def gateway_request(client: httpx.AsyncClient, base: str, api_key: str) ->
     sample.post_ms = (posted - started) * 1000
     first: float | None = None
     previous_live: float | None = None
-    event: dict[str, str] = {}
+    parser = SseParser()
     url = f"{base}/api/jobs/{sample.job_id}/events"
     async with client.stream("GET", url, headers=headers) as response:
         sample.sse_open_wall = time.time()
@@ -158,14 +163,10 @@ async def gateway_request(client: httpx.AsyncClient, base: str, api_key: str) ->
         if response.status_code != 200:
             raise RequestFailed(f"events: HTTP {response.status_code}")
         async for line in response.aiter_lines():
-            if line.startswith(":"):
+            event = parser.feed(line)
+            if event is None:
                 continue
-            if line:
-                name, _, value = line.partition(":")
-                event[name] = value.removeprefix(" ")
-                continue
-            name, entry_id = event.get("event"), event.get("id", "")
-            event = {}
+            name, entry_id = event.event, event.id or ""
             if name == "token":
                 read_wall, read = time.time(), time.perf_counter()
                 entry_ms = int(entry_id.split("-", 1)[0])

@@ -23,8 +23,11 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def login(client, email: str, password: str = PASSWORD, **kwargs):
-    """POST /api/auth/login through a Flask test client (kwargs: headers, environ_base…)."""
+def login(client, email: str, password: str = PASSWORD, ip: str | None = None, **kwargs):
+    """POST /api/auth/login through a Flask test client (kwargs: headers, environ_base…);
+    `ip`, when given, is the client's address (REMOTE_ADDR)."""
+    if ip is not None:
+        kwargs["environ_base"] = {**kwargs.get("environ_base", {}), "REMOTE_ADDR": ip}
     return client.post("/api/auth/login", json={"email": email, "password": password}, **kwargs)
 
 
@@ -61,7 +64,7 @@ def field_messages(error: dict, field: str) -> list[str]:
     return error["details"]["json"][field]
 
 
-def register_over_http(base: str, email: str, password: str) -> dict:
+def register_over_http(base: str, email: str, password: str = PASSWORD) -> dict:
     """Register and log in on a running server: {"id", "access_token", "refresh_token", …}."""
     created = requests.post(
         f"{base}/api/auth/register", json={"email": email, "password": password}, timeout=10
@@ -72,6 +75,11 @@ def register_over_http(base: str, email: str, password: str) -> dict:
     )
     assert login.status_code == 200, login.text
     return {"id": created.json()["id"], **login.json()}
+
+
+def bearer_over_http(base: str, email: str, password: str = PASSWORD) -> dict[str, str]:
+    """A new user's bearer headers on a running server."""
+    return bearer(register_over_http(base, email, password)["access_token"])
 
 
 def app_with(monkeypatch, **env):

@@ -6,22 +6,13 @@ import uuid
 
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.helpers import error_of
+from tests.helpers import bearer, error_of, login
 
 USERS = "/api/admin/users"
 
 
 def user_url(user_id) -> str:
     return f"{USERS}/{user_id}"
-
-
-def login(client, email: str, password: str = PASSWORD):
-    return client.post("/api/auth/login", json={"email": email, "password": password})
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def api_key_for(client, account) -> str:

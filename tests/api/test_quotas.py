@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from core.db import db
 from core.models import Conversation, Job, UsageRecord
 from tests.conftest import PASSWORD, start_gunicorn, stop_gunicorn
-from tests.helpers import add_usage, app_with, bearer, error_of, register_over_http
+from tests.helpers import add_usage, app_with, bearer, bearer_over_http, error_of
 
 ME = "/api/user/me"
 CONVERSATIONS = "/api/conversations/"
@@ -475,10 +475,6 @@ def test_usage_cleanup_refuses_negative_days(monkeypatch, app, alice):
 
 
 # --- the limits are exact across server processes ----------------------------------------
-
-
-def bearer_over_http(base: str, email: str) -> dict[str, str]:
-    return bearer(register_over_http(base, email, PASSWORD)["access_token"])
 
 
 @pytest.mark.live

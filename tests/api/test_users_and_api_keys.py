@@ -12,7 +12,14 @@ from sqlalchemy import select
 from core.db import db
 from core.models import ApiKey
 from tests.conftest import Account
-from tests.helpers import assert_unauthorized, bearer, error_of, field_messages
+from tests.helpers import (
+    assert_unauthorized,
+    bearer,
+    error_of,
+    field_messages,
+    login,
+    refresh,
+)
 
 NEW_PASSWORD = "a brand new passphrase"
 KEY_FIELDS = {"id", "name", "prefix", "created_at", "last_used_at"}
@@ -35,14 +42,6 @@ def put_password(client, account: Account, current: str, new: str):
         json={"current_password": current, "new_password": new},
         headers=account.headers,
     )
-
-
-def login(client, email: str, password: str):
-    return client.post("/api/auth/login", json={"email": email, "password": password})
-
-
-def refresh(client, refresh_token: str):
-    return client.post("/api/auth/refresh", headers=bearer(refresh_token))
 
 
 def x_api_key(key: str) -> dict[str, str]:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PASSWORD, ROOT, free_port
-from tests.helpers import bearer, register_over_http
+from tests.conftest import ROOT, free_port
+from tests.helpers import bearer_over_http
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from dev import READY_LINE
@@ -120,7 +120,7 @@ def dev_stack(migrated_database, tmp_path_factory) -> Iterator[DevStack]:
 
 def register_and_key(base: str, email: str) -> tuple[dict[str, str], str]:
     """A new user's bearer headers and an API key of theirs."""
-    headers = bearer(register_over_http(base, email, PASSWORD)["access_token"])
+    headers = bearer_over_http(base, email)
     key = requests.post(
         f"{base}/api/user/api-keys", json={"name": "e2e"}, headers=headers, timeout=10
     ).json()["key"]

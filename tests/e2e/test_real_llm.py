@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import register_and_key
-from tests.integration.conftest import sse_events, text_of
+from tests.sse_client import sse_events, text_of
 
 pytestmark = pytest.mark.real_llm
 

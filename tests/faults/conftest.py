@@ -46,8 +46,9 @@ from tests.conftest import (
     stop_gunicorn,
 )
 from tests.fakes.ollama import MODES, FakeOllama
-from tests.helpers import register_over_http
-from tests.integration.conftest import TERMINAL, Client, SseEvent, Worker, iter_sse, text_of
+from tests.helpers import bearer, register_over_http
+from tests.integration.conftest import Client, Worker
+from tests.sse_client import TERMINAL, SseEvent, iter_sse, text_of
 
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
 IN_FLIGHT = ("queued", "running")
@@ -443,9 +444,7 @@ def gateway(stack: Stack, app) -> Iterator[Stack]:
 def user(gateway: Stack) -> Client:
     email = f"fault-{uuid.uuid4().hex[:12]}@example.com"
     account = register_over_http(gateway.url, email, PASSWORD)
-    return Client(
-        gateway.url, {"Authorization": f"Bearer {account['access_token']}"}, account["id"]
-    )
+    return Client(gateway.url, bearer(account["access_token"]), account["id"])
 
 
 # --- what a client does and sees ----------------------------------------------------------

@@ -39,7 +39,8 @@ from tests.faults.conftest import (
     wait_ended,
     wait_healthy,
 )
-from tests.integration.conftest import http_error_of, text_of
+from tests.integration.conftest import http_error_of
+from tests.sse_client import text_of
 
 pytestmark = pytest.mark.faults
 

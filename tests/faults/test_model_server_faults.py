@@ -28,7 +28,7 @@ from tests.faults.conftest import (
     wait_ended,
     wait_until,
 )
-from tests.integration.conftest import text_of
+from tests.sse_client import text_of
 
 pytestmark = pytest.mark.faults
 

@@ -41,7 +41,8 @@ from tests.faults.conftest import (
     wait_healthy,
 )
 from tests.helpers import bearer, register_over_http
-from tests.integration.conftest import http_error_of, text_of
+from tests.integration.conftest import http_error_of
+from tests.sse_client import text_of
 
 pytestmark = pytest.mark.faults
 

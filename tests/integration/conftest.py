@@ -23,9 +23,8 @@ import requests
 
 from tests.conftest import PASSWORD, ROOT, stop_process
 from tests.fakes.ollama import FakeOllama
-from tests.helpers import ERROR_FIELDS, register_over_http
-
-TERMINAL = {"done", "error", "cancelled"}
+from tests.helpers import ERROR_FIELDS, bearer, register_over_http
+from tests.sse_client import sse_events
 
 
 @pytest.fixture(scope="session")
@@ -143,48 +142,6 @@ def workers(migrated_database, fake_ollama, tmp_path_factory) -> Iterator[Worker
             worker.stop()
 
 
-@dataclass
-class SseEvent:
-    id: str | None
-    event: str
-    data: dict
-
-
-def iter_sse(response: requests.Response) -> Iterator[SseEvent]:
-    """Events of a text/event-stream response as they arrive (heartbeats skipped), until a
-    terminal event; the response is closed after."""
-    current: dict[str, str] = {}
-    try:
-        for raw in response.iter_lines(decode_unicode=True):
-            line = raw or ""
-            if line.startswith(":"):
-                continue  # heartbeat comment
-            if line == "":
-                if "event" in current:
-                    data = json.loads(current.get("data") or "{}")
-                    yield SseEvent(current.get("id"), current["event"], data)
-                    if current["event"] in TERMINAL:
-                        return
-                current = {}
-                continue
-            name, _, value = line.partition(":")
-            current[name] = value.removeprefix(" ")
-    finally:
-        response.close()
-
-
-def sse_events(response: requests.Response, *, stop_after: int | None = None) -> list[SseEvent]:
-    """Parse a text/event-stream response until a terminal event (or `stop_after` events)."""
-    events: list[SseEvent] = []
-    stream = iter_sse(response)
-    for event in stream:
-        events.append(event)
-        if stop_after and len(events) >= stop_after:
-            stream.close()  # closes the response
-            break
-    return events
-
-
 def http_error_of(response: requests.Response, status: int, code: str | None = None) -> dict:
     """The `error` object of an HTTP response, after checking the gateway's error shape
     (tests.helpers.error_of does the same for the test client's responses)."""
@@ -199,17 +156,6 @@ def http_error_of(response: requests.Response, status: int, code: str | None = N
     if code is not None:
         assert error["code"] == code, error
     return error
-
-
-def text_of(events: list[SseEvent]) -> str:
-    """The text a client ends with: tokens after the last reset, concatenated."""
-    text = ""
-    for event in events:
-        if event.event == "reset":
-            text = ""
-        elif event.event == "token":
-            text += event.data["text"]
-    return text
 
 
 def wait_for_status(get_job, statuses: set[str], timeout: float = 20) -> dict:
@@ -257,7 +203,7 @@ class Client:
 
 def _client(base: str, email: str) -> Client:
     account = register_over_http(base, email, PASSWORD)
-    return Client(base, {"Authorization": f"Bearer {account['access_token']}"}, account["id"])
+    return Client(base, bearer(account["access_token"]), account["id"])
 
 
 @pytest.fixture

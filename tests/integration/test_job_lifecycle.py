@@ -17,14 +17,8 @@ import redis
 import requests
 
 from tests.fakes.ollama import DEFAULT_MODELS, numbered_words
-from tests.integration.conftest import (
-    Client,
-    SseEvent,
-    http_error_of,
-    iter_sse,
-    text_of,
-    wait_for_status,
-)
+from tests.integration.conftest import Client, http_error_of, wait_for_status
+from tests.sse_client import SseEvent, iter_sse, text_of
 
 pytestmark = pytest.mark.live
 

@@ -23,7 +23,7 @@ import requests
 
 from tests.conftest import ROOT, LiveServer, free_port, start_gunicorn, stop_gunicorn, stop_process
 from tests.helpers import bearer, register_over_http
-from tests.integration.conftest import sse_events, text_of
+from tests.sse_client import sse_events, text_of
 
 NGINX_HOST = "127.0.0.2"
 CLIENT_HOST = "127.0.0.3"

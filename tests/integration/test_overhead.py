@@ -13,8 +13,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics_store
-from tests.integration.conftest import sse_events, text_of
 from tests.integration.openai_client import create_api_key
+from tests.sse_client import sse_events, text_of
 
 pytestmark = pytest.mark.live
 

@@ -27,7 +27,8 @@ from pipeline.streams import stream_key
 from tests.conftest import PASSWORD, start_gunicorn, stop_gunicorn
 from tests.fakes.ollama import DEFAULT_MODELS, numbered_words
 from tests.helpers import register_over_http
-from tests.integration.conftest import Client, SseEvent, sse_events, text_of, wait_for_status
+from tests.integration.conftest import Client, wait_for_status
+from tests.sse_client import SseEvent, names, sse_events, text_of, tokens
 
 pytestmark = pytest.mark.live
 
@@ -84,14 +85,6 @@ def succeeded(client: Client, job_id: str, timeout: float = 20) -> dict:
     job = ended(client, job_id, timeout)
     assert job["status"] == "succeeded", job
     return job
-
-
-def names(events: list[SseEvent]) -> list[str]:
-    return [event.event for event in events]
-
-
-def tokens(events: list[SseEvent]) -> list[str]:
-    return [event.data["text"] for event in events if event.event == "token"]
 
 
 def conversation_messages(client: Client, conversation_id: str) -> list[dict]:

@@ -7,16 +7,23 @@ client sees: HTTP status codes and bodies, SSE events and headers, and what reac
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime
 
 import redis
-import requests
 
 from tests.fakes.ollama import numbered_words, tokenize
-from tests.integration.conftest import TERMINAL, SseEvent, sse_events, text_of, wait_for_status
+from tests.integration.conftest import wait_for_status
+from tests.sse_client import (
+    SseEvent,
+    names,
+    parse_sse_lines,
+    read_raw,
+    sse_events,
+    text_of,
+    tokens,
+)
 
 DEFAULT_REPLY = numbered_words(20)  # "w0 w1 ... w19": the fake's answer unless told otherwise
 LIGHT_MODEL = "llama3.2:3b"
@@ -64,46 +71,6 @@ def assert_ids_increase(events: list[SseEvent]) -> None:
     assert all(e.id for e in events), [(e.event, e.id) for e in events]
     keys = [id_key(e.id) for e in events]
     assert keys == sorted(keys) and len(set(keys)) == len(keys), [e.id for e in events]
-
-
-def names(events: list[SseEvent]) -> list[str]:
-    return [e.event for e in events]
-
-
-def tokens(events: list[SseEvent]) -> list[str]:
-    return [e.data["text"] for e in events if e.event == "token"]
-
-
-def parse_sse_lines(lines: list[str]) -> tuple[list[SseEvent], list[str]]:
-    """Events and comment lines of a raw text/event-stream body."""
-    events, comments, current = [], [], {}
-    for line in lines:
-        if line.startswith(":"):
-            comments.append(line)
-        elif line == "":
-            if "event" in current:
-                data = json.loads(current.get("data", "{}"))
-                events.append(SseEvent(current.get("id"), current["event"], data))
-            current = {}
-        else:
-            name, _, value = line.partition(":")
-            current[name] = value.removeprefix(" ")
-    return events, comments
-
-
-def read_raw(response: requests.Response) -> list[str]:
-    """Every line of an SSE response, comments included, up to the terminal event."""
-    lines: list[str] = []
-    terminal = False
-    for raw in response.iter_lines(decode_unicode=True):
-        line = raw or ""
-        lines.append(line)
-        if line.startswith("event:") and line.partition(":")[2].strip() in TERMINAL:
-            terminal = True
-        elif line == "" and terminal:
-            break
-    response.close()
-    return lines
 
 
 def stream_key(job_id: str) -> str:

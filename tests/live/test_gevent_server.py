@@ -16,6 +16,7 @@ import requests
 
 from tests.conftest import LiveServer, own_key_prefix, start_gunicorn, stop_gunicorn
 from tests.helpers import bearer, register_over_http
+from tests.sse_client import names, parse_sse_lines
 
 STREAMS = 100
 
@@ -43,14 +44,11 @@ def test_the_api_runs_gevent_workers(server):
 
 def _read_until_end(url: str, headers: dict, opened: threading.Barrier) -> list[str]:
     """The event names of one SSE stream, read to its end."""
-    names = []
     with requests.get(url, headers=headers, stream=True, timeout=30) as response:
         assert response.status_code == 200
         opened.wait(timeout=60)
-        for line in response.iter_lines(decode_unicode=True):
-            if line.startswith("event: "):
-                names.append(line.removeprefix("event: "))
-    return names
+        events, _comments = parse_sse_lines(response.iter_lines(decode_unicode=True))
+    return names(events)
 
 
 def test_one_process_holds_many_streams_at_once(server, redis_client):

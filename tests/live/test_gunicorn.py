@@ -11,15 +11,7 @@ import uuid
 import requests
 
 from tests.conftest import PASSWORD, ROOT, start_gunicorn, stop_gunicorn
-from tests.helpers import register_over_http
-
-
-def _register_and_login(base: str, email: str) -> dict:
-    return register_over_http(base, email, PASSWORD)
-
-
-def _bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
+from tests.helpers import bearer, register_over_http
 
 
 def _flask_cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,18 +27,18 @@ def _flask_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_user_journey_over_http(live):
     base = live.url
-    alice = _register_and_login(base, "alice@example.com")
-    bob = _register_and_login(base, "bob@example.com")
+    alice = register_over_http(base, "alice@example.com")
+    bob = register_over_http(base, "bob@example.com")
 
-    me = requests.get(f"{base}/api/user/me", headers=_bearer(alice["access_token"]), timeout=10)
+    me = requests.get(f"{base}/api/user/me", headers=bearer(alice["access_token"]), timeout=10)
     assert me.status_code == 200
     assert me.json()["email"] == "alice@example.com"
     assert "password_hash" not in me.text
 
     key = requests.post(
-        f"{base}/api/user/api-keys", json={"name": "ci"}, headers=_bearer(alice["access_token"])
+        f"{base}/api/user/api-keys", json={"name": "ci"}, headers=bearer(alice["access_token"])
     ).json()["key"]
-    for headers in ({"X-API-Key": key}, _bearer(key)):
+    for headers in ({"X-API-Key": key}, bearer(key)):
         assert requests.get(f"{base}/api/user/me", headers=headers).json()["id"] == alice["id"]
 
     conversation = requests.post(
@@ -54,28 +46,28 @@ def test_user_journey_over_http(live):
     )
     assert conversation.status_code == 201
     conversation_url = f"{base}/api/conversations/{conversation.json()['id']}"
-    as_bob = requests.get(conversation_url, headers=_bearer(bob["access_token"]))
+    as_bob = requests.get(conversation_url, headers=bearer(bob["access_token"]))
     assert as_bob.status_code == 404
     assert "Plans" not in as_bob.text
     renamed = requests.patch(
-        conversation_url, json={"title": "Trip"}, headers=_bearer(alice["access_token"])
+        conversation_url, json={"title": "Trip"}, headers=bearer(alice["access_token"])
     )
     assert renamed.json()["title"] == "Trip"
     listing = requests.get(f"{base}/api/conversations/", headers={"X-API-Key": key}).json()
     assert [item["title"] for item in listing["items"]] == ["Trip"]
 
-    rotated = requests.post(f"{base}/api/auth/refresh", headers=_bearer(alice["refresh_token"]))
+    rotated = requests.post(f"{base}/api/auth/refresh", headers=bearer(alice["refresh_token"]))
     assert rotated.status_code == 200
-    replay = requests.post(f"{base}/api/auth/refresh", headers=_bearer(alice["refresh_token"]))
+    replay = requests.post(f"{base}/api/auth/refresh", headers=bearer(alice["refresh_token"]))
     assert replay.status_code == 401
 
-    fresh = _register_and_login(base, "alice2@example.com")
+    fresh = register_over_http(base, "alice2@example.com")
     assert (
-        requests.post(f"{base}/api/auth/logout", headers=_bearer(fresh["access_token"])).status_code
+        requests.post(f"{base}/api/auth/logout", headers=bearer(fresh["access_token"])).status_code
         == 204
     )
     assert (
-        requests.get(f"{base}/api/user/me", headers=_bearer(fresh["access_token"])).status_code
+        requests.get(f"{base}/api/user/me", headers=bearer(fresh["access_token"])).status_code
         == 401
     )
 
@@ -85,8 +77,8 @@ def test_user_journey_over_http(live):
 
 def test_password_change_and_key_deletion_take_effect_at_once_over_http(live):
     base = live.url
-    account = _register_and_login(base, "carol@example.com")
-    old = _bearer(account["access_token"])
+    account = register_over_http(base, "carol@example.com")
+    old = bearer(account["access_token"])
     created = requests.post(f"{base}/api/user/api-keys", json={"name": "ci"}, headers=old).json()
 
     changed = requests.put(
@@ -97,7 +89,7 @@ def test_password_change_and_key_deletion_take_effect_at_once_over_http(live):
     assert changed.status_code == 200
     # Both gunicorn workers must refuse the old token: the check is in PostgreSQL, not memory.
     assert {requests.get(f"{base}/api/user/me", headers=old).status_code for _ in range(6)} == {401}
-    new = _bearer(changed.json()["access_token"])
+    new = bearer(changed.json()["access_token"])
     assert requests.get(f"{base}/api/user/me", headers=new).status_code == 200
 
     key_headers = {"X-API-Key": created["key"]}
@@ -112,7 +104,7 @@ def test_password_change_and_key_deletion_take_effect_at_once_over_http(live):
 
 def test_admin_bootstrapped_by_cli_manages_users_over_http(live):
     base = live.url
-    user = _register_and_login(base, "user@example.com")
+    user = register_over_http(base, "user@example.com")
     created = _flask_cli("create-admin", "root@example.com", "--password", PASSWORD)
     assert created.returncode == 0, created.stderr
     assert "Created admin root@example.com" in created.stdout
@@ -120,26 +112,25 @@ def test_admin_bootstrapped_by_cli_manages_users_over_http(live):
         f"{base}/api/auth/login", json={"email": "root@example.com", "password": PASSWORD}
     ).json()
 
-    forbidden = requests.get(f"{base}/api/admin/users", headers=_bearer(user["access_token"]))
+    forbidden = requests.get(f"{base}/api/admin/users", headers=bearer(user["access_token"]))
     assert forbidden.status_code == 403
-    users = requests.get(f"{base}/api/admin/users", headers=_bearer(admin["access_token"]))
+    users = requests.get(f"{base}/api/admin/users", headers=bearer(admin["access_token"]))
     assert {u["email"] for u in users.json()["items"]} == {"user@example.com", "root@example.com"}
 
     deactivated = requests.patch(
         f"{base}/api/admin/users/{user['id']}",
         json={"is_active": False},
-        headers=_bearer(admin["access_token"]),
+        headers=bearer(admin["access_token"]),
     )
     assert deactivated.json()["is_active"] is False
     assert (
-        requests.get(f"{base}/api/user/me", headers=_bearer(user["access_token"])).status_code
-        == 401
+        requests.get(f"{base}/api/user/me", headers=bearer(user["access_token"])).status_code == 401
     )
 
 
 def test_login_limit_is_exact_across_worker_processes(live):
     base = live.url
-    _register_and_login(base, "target@example.com")
+    register_over_http(base, "target@example.com")
     statuses = [
         requests.post(
             f"{base}/api/auth/login",
@@ -194,9 +185,9 @@ def test_health_openapi_and_docs(live):
 
 def test_server_log_is_json_with_request_ids_and_no_secrets(live):
     base = live.url
-    account = _register_and_login(base, "logged@example.com")
+    account = register_over_http(base, "logged@example.com")
     key = requests.post(
-        f"{base}/api/user/api-keys", json={"name": "k"}, headers=_bearer(account["access_token"])
+        f"{base}/api/user/api-keys", json={"name": "k"}, headers=bearer(account["access_token"])
     ).json()["key"]
     request_id = f"trace-{uuid.uuid4().hex[:10]}"
     requests.get(f"{base}/api/user/me", headers={"X-API-Key": key, "X-Request-ID": request_id})

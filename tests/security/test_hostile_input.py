@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -28,6 +29,7 @@ from core.db import db
 from core.models.base import utcnow
 from core.repositories import jobs as jobs_repo
 from pipeline import queue
+from tests import helpers
 from tests.conftest import PASSWORD, make_admin, register_and_login
 from tests.helpers import ERROR_FIELDS, app_with, bearer, error_of
 from tests.security.conftest import answer_job
@@ -1069,12 +1071,8 @@ def test_no_secret_reaches_a_log_line(app, monkeypatch, captured_logs):
 WRONG = "not the password"
 
 
-def login(client, email: str, password: str, ip: str = "198.51.100.1"):
-    return client.post(
-        "/api/auth/login",
-        json={"email": email, "password": password},
-        environ_base={"REMOTE_ADDR": ip},
-    )
+# Logins come from one address unless a test names another.
+login = partial(helpers.login, ip="198.51.100.1")
 
 
 def assert_throttled(response) -> dict:
