@@ -11,11 +11,13 @@ import functools
 import logging
 import time
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from config.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +76,18 @@ def http_client(connect_timeout: float, read_timeout: float) -> httpx.Client:
 
 
 def embed(
-    config: Mapping[str, Any], model: str, texts: Sequence[str], *, dimensions: int | None
+    models: ModelSettings, model: str, texts: Sequence[str], *, dimensions: int | None
 ) -> Embeddings:
     """Embeddings of `texts` by `model` on the configured model server: one round trip."""
-    client = http_client(config["LLM_CONNECT_TIMEOUT"], config["LLM_READ_TIMEOUT"])
-    if config["LLM_PROVIDER"] == "openai":
-        base = (config["OPENAI_BASE_URL"] or OPENAI_DEFAULT_BASE_URL).rstrip("/")
+    client = http_client(models.llm_connect_timeout, models.llm_read_timeout)
+    if models.llm_provider == "openai":
+        base = (models.openai_base_url or OPENAI_DEFAULT_BASE_URL).rstrip("/")
         url = f"{base}/embeddings"
         body: dict[str, Any] = {"model": model, "input": list(texts), "encoding_format": "float"}
-        headers = {"Authorization": f"Bearer {config['OPENAI_API_KEY']}"}
+        headers = {"Authorization": f"Bearer {models.openai_api_key}"}
         parse = _openai_answer
     else:
-        url = f"{config['OLLAMA_URL'].rstrip('/')}/api/embed"
+        url = f"{models.ollama_url.rstrip('/')}/api/embed"
         # truncate: a text longer than the model's context is cut, as OpenAI's API would
         # refuse it only beyond 8k tokens; the model server's own limit is the one that counts.
         body = {"model": model, "input": list(texts), "truncate": True}
@@ -103,7 +105,7 @@ def embed(
     except httpx.TimeoutException as exc:
         _log_failure(model, texts, started, exc.__class__.__name__)
         raise BackendTimeout(
-            f"The model server did not answer within {config['LLM_READ_TIMEOUT']:g} s."
+            f"The model server did not answer within {models.llm_read_timeout:g} s."
         ) from None
     except httpx.ConnectError as exc:
         _log_failure(model, texts, started, exc.__class__.__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, request
 
 from api.errors import error_response
+from config.settings import get_settings
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 UPLOAD_TYPES = {
@@ -39,7 +40,7 @@ def init_app(app: Flask) -> None:
             return None
         mimetype = request.mimetype or ""
         if _takes_uploads(app):
-            request.max_content_length = app.config["BATCH_MAX_BYTES"]
+            request.max_content_length = get_settings(app).limits.batch_max_bytes
             if mimetype in UPLOAD_TYPES:
                 return None
         has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")

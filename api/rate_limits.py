@@ -6,12 +6,13 @@ import hashlib
 import time
 
 import redis
-from flask import Flask, current_app, g, make_response, request
+from flask import Flask, g, make_response, request
 from flask_limiter.util import get_remote_address
 from limits.storage import RedisStorage
 
 from api import errors
 from api.extensions import limiter
+from config.settings import get_settings
 
 # Selects the storage below when put before a Redis URL's scheme.
 STORAGE_SCHEME_PREFIX = "gateway+"
@@ -62,11 +63,9 @@ def _identity_key() -> str:
 
 
 def _identity_limit() -> str:
-    user, config = g.identity.user, current_app.config
+    user, limits = g.identity.user, get_settings().limits
     per_minute = user.rate_limit_per_minute or (
-        config["RATE_LIMIT_ADMIN_PER_MINUTE"]
-        if user.is_admin
-        else config["RATE_LIMIT_USER_PER_MINUTE"]
+        limits.rate_limit_admin_per_minute if user.is_admin else limits.rate_limit_user_per_minute
     )
     return f"{per_minute}/minute"
 
@@ -77,7 +76,7 @@ per_identity = limiter.shared_limit(_identity_limit, scope="identity", key_func=
 
 
 login_per_ip = limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_IP"],
+    lambda: get_settings().auth.login_rate_limit_per_ip,
     key_func=get_remote_address,
     scope="login-ip",
 )
@@ -86,25 +85,25 @@ login_per_ip = limiter.limit(
 # that address out of the account, not its owner elsewhere; a larger budget per account
 # over all addresses together slows a guesser spread over many.
 login_per_email_and_ip = limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL"],
+    lambda: get_settings().auth.login_rate_limit_per_email,
     key_func=lambda: f"{_email_in_body()}:ip:{get_remote_address()}",
     scope="login-email-ip",
     deduct_when=_failed_credentials,
 )
 login_per_email = limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS"],
+    lambda: get_settings().auth.login_rate_limit_per_email_all_ips,
     key_func=_email_in_body,
     scope="login-email",
     deduct_when=_failed_credentials,
 )
 register_per_ip = limiter.limit(
-    lambda: current_app.config["REGISTER_RATE_LIMIT_PER_IP"],
+    lambda: get_settings().auth.register_rate_limit_per_ip,
     key_func=get_remote_address,
     scope="register-ip",
 )
 # Guessing the current password with a stolen token is throttled like a login.
 password_change_per_user = limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL"],
+    lambda: get_settings().auth.login_rate_limit_per_email,
     key_func=_current_user_key,
     scope="password-change",
     deduct_when=_failed_credentials,

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import redis
 from flask import Flask, current_app
 
+from config.settings import get_settings
 from core.redis import redis_store
 from pipeline.events import Event, decode_entry
 from pipeline.streams import stream_key
@@ -150,9 +151,9 @@ def _relay(app: Flask) -> Relay:
         relays = app.extensions.setdefault("relays", {})
         pid = os.getpid()
         if pid not in relays:
-            timeout_ms = app.config["REDIS_SOCKET_TIMEOUT"] * 1000
+            timeout_ms = get_settings(app).redis.socket_timeout * 1000
             block_ms = max(min(MAX_BLOCK_MS, timeout_ms - 500), 100)
-            relays[pid] = Relay(redis_store.client, app.config["REDIS_KEY_PREFIX"], block_ms)
+            relays[pid] = Relay(redis_store.client, get_settings(app).redis.key_prefix, block_ms)
         return relays[pid]
 
 
@@ -162,7 +163,7 @@ def read_events(job_id: str, *, after: str = "0-0", wait: float) -> Iterator[Eve
     Stops after a terminal event. The caller decides when to give up on silence.
     """
     relay = _relay(current_app)
-    follower = relay.follow(stream_key(current_app.config["REDIS_KEY_PREFIX"], job_id), after)
+    follower = relay.follow(stream_key(get_settings().redis.key_prefix, job_id), after)
     try:
         while True:
             try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, stream_with_context
 
 from api import overhead, stream_leases
 from api.relay import read_events
+from config.settings import get_settings
 from core.db import db
 from core.models import Job
 from core.redis import redis_store
@@ -78,15 +79,15 @@ def job_events(
     `fresh` job, created by this very request, has no stream to have lost yet: it is
     followed at once, without asking Redis and PostgreSQL whether it has ended.
     """
-    config = current_app.config
-    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
+    settings = get_settings()
+    client, prefix = redis_store.client, settings.redis.key_prefix
     if not fresh and not stream_exists(client, prefix, str(job_id)):
         ended = _ended_job(job_id)
         if ended is not None:
             yield from _replay(ended, after)
             return
     start = after if after and not after.startswith(SYNTHETIC_PREFIX) else "0-0"
-    wait = config["SSE_HEARTBEAT_SECONDS"]
+    wait = settings.streaming.sse_heartbeat_seconds
     relayed_a_token = False
     for event in read_events(str(job_id), after=start, wait=wait):
         yield event

@@ -30,6 +30,7 @@ from flask import Flask, Response, current_app, g
 
 from api.security import current_identity
 from api.services import caps
+from config.settings import get_settings
 from core.errors import TooManyRequests
 from core.redis import redis_store
 
@@ -177,8 +178,8 @@ def leases(app: Flask) -> StreamLeases:
         if pid not in registries:
             registries[pid] = StreamLeases(
                 redis_store.client,
-                app.config["REDIS_KEY_PREFIX"],
-                app.config["STREAM_LEASE_TTL_SECONDS"],
+                get_settings(app).redis.key_prefix,
+                get_settings(app).caps.stream_lease_ttl_seconds,
             )
         return registries[pid]
 

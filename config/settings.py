@@ -375,6 +375,14 @@ class AuthSettings(SettingsGroup):
         "REGISTER_RATE_LIMIT_PER_IP", "10/minute", "Registrations per client IP.", kind="rate limit"
     )
 
+    @property
+    def access_token_seconds(self) -> int:
+        return self.access_token_minutes * 60
+
+    @property
+    def refresh_token_seconds(self) -> int:
+        return self.refresh_token_days * 24 * 3600
+
     @model_validator(mode="after")
     def _check(self) -> AuthSettings:
         if self.access_token_minutes <= 0 or self.refresh_token_days <= 0:
@@ -1154,8 +1162,8 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         JWT_SECRET_KEY=settings.auth.jwt_secret,
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
-        JWT_ACCESS_TOKEN_EXPIRES=settings.auth.access_token_minutes * 60,
-        JWT_REFRESH_TOKEN_EXPIRES=settings.auth.refresh_token_days * 24 * 3600,
+        JWT_ACCESS_TOKEN_EXPIRES=settings.auth.access_token_seconds,
+        JWT_REFRESH_TOKEN_EXPIRES=settings.auth.refresh_token_seconds,
         JWT_TOKEN_LOCATION=["headers"],
         RATELIMIT_STORAGE_URI=settings.redis.url,
         # Rate-limit counters live under REDIS_KEY_PREFIX like every other gateway key.

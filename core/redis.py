@@ -9,6 +9,8 @@ from flask import Flask, current_app
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from config.settings import get_settings
+
 # The longest pause between two attempts while riding out an outage.
 _RETRY_CAP_SECONDS = 1.0
 
@@ -25,10 +27,10 @@ class RedisStore:
             backoff = ExponentialWithJitterBackoff(base=0.05, cap=_RETRY_CAP_SECONDS)
             options["retry"] = Retry(backoff, attempts)
         client = redis.Redis.from_url(
-            app.config["REDIS_URL"],
+            get_settings(app).redis.url,
             decode_responses=True,
-            socket_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
-            socket_connect_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
+            socket_timeout=get_settings(app).redis.socket_timeout,
+            socket_connect_timeout=get_settings(app).redis.socket_timeout,
             health_check_interval=30,
             **options,
         )
@@ -40,7 +42,7 @@ class RedisStore:
 
     @staticmethod
     def key(*parts: str) -> str:
-        return current_app.config["REDIS_KEY_PREFIX"] + ":".join(parts)
+        return get_settings().redis.key_prefix + ":".join(parts)
 
 
 # The one instance every process uses, attached in its app factory.

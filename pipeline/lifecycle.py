@@ -17,8 +17,7 @@ import logging
 import uuid
 from typing import Any
 
-from flask import current_app
-
+from config.settings import get_settings
 from core.db import db
 from core.errors import QueueUnavailable
 from core.models import Job
@@ -98,9 +97,9 @@ def finish(
 def cancel(job: Job) -> None:
     """Cancel a job that has not ended: a queued one never runs (it ends here), a running
     one is stopped by its worker within a second (worker/stopping.py)."""
-    config = current_app.config
+    settings = get_settings()
     redis_store.client.set(
-        cancel_key(config["REDIS_KEY_PREFIX"], str(job.id)), "1", ex=config["JOB_TIME_LIMIT"] * 2
+        cancel_key(settings.redis.key_prefix, str(job.id)), "1", ex=settings.queue.time_limit * 2
     )
     if jobs_repo.cancel_if_queued(job.id, utcnow()):
         db.session.refresh(job)
@@ -121,7 +120,7 @@ def _after_end(
     answer = generations.cache_answer(job, chunks)  # before the end is announced
     if event is not None:
         writer_for(job.id).emit(event)
-    redis_store.client.delete(enqueued_key(current_app.config["REDIS_KEY_PREFIX"], str(job.id)))
+    redis_store.client.delete(enqueued_key(get_settings().redis.key_prefix, str(job.id)))
     outcomes.record_metrics(job, overhead)
     if job.batch_id is not None:
         batch_progress.settle(job.batch_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flask import current_app
+from config.settings import get_settings
 
 
 def model_messages(turns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -13,4 +13,4 @@ def model_messages(turns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     messages = [dict(turn) for turn in turns]
     if any(message["role"] == "system" for message in messages):
         return messages
-    return [{"role": "system", "content": current_app.config["SYSTEM_PROMPT"]}, *messages]
+    return [{"role": "system", "content": get_settings().models.system_prompt}, *messages]

@@ -15,6 +15,7 @@ from celery import Celery, Task
 from flask import Flask, current_app, g, has_request_context
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from config.settings import get_settings
 from core.redis import redis_store
 from core.statuses import Tier
 from pipeline.streams import enqueued_key
@@ -33,8 +34,8 @@ DEFAULT_QUEUE = str(Tier.LIGHT)
 
 def tier_models() -> dict[str, str]:
     """The model each tier's workers run (MODEL_LIGHT, MODEL_HEAVY)."""
-    config = current_app.config
-    return {Tier.LIGHT: config["MODEL_LIGHT"], Tier.HEAVY: config["MODEL_HEAVY"]}
+    settings = get_settings()
+    return {Tier.LIGHT: settings.models.model_light, Tier.HEAVY: settings.models.model_heavy}
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -66,7 +67,7 @@ def enqueue_job(job_id: uuid.UUID, tier: str, *, priority: int | None = None) ->
     request_id = g.get("request_id") if has_request_context() else None
     # Set first: a message is never without its marker. If Redis loses its data, both go,
     # and the reconciler finds a queued job without a marker.
-    marker = enqueued_key(current_app.config["REDIS_KEY_PREFIX"], str(job_id))
+    marker = enqueued_key(get_settings().redis.key_prefix, str(job_id))
     redis_store.client.set(marker, "1", ex=ENQUEUED_MARKER_TTL)
     current_app.extensions["celery"].send_task(
         TASK_BY_TIER[tier],

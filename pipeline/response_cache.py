@@ -14,8 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flask import current_app
-
+from config.settings import get_settings
 from core.redis import redis_store
 from pipeline.events import compact_json
 from pipeline.prompts import model_messages
@@ -50,23 +49,23 @@ class CachedAnswer:
 
 
 def enabled() -> bool:
-    return current_app.config["CACHE_TTL_SECONDS"] > 0
+    return get_settings().cache.ttl_seconds > 0
 
 
 def key_for(
     model: str, messages: list[dict[str, str]], params: dict[str, Any], user_id: uuid.UUID
 ) -> str:
     """The cache key of a request: the same key means the model gets exactly the same input."""
-    config = current_app.config
+    settings = get_settings()
     material = {
         "v": KEY_VERSION,
-        "provider": config["LLM_PROVIDER"],
+        "provider": settings.models.llm_provider,
         "model": model,
         "messages": model_messages(messages),
         "params": params,
-        "tool_rounds": config["AGENT_MAX_TOOL_ROUNDS"] if params.get("tools") else 0,
+        "tool_rounds": settings.models.agent_max_tool_rounds if params.get("tools") else 0,
         # "user" scope never shares answers between accounts, not even identical ones.
-        "user": str(user_id) if config["CACHE_SCOPE"] == "user" else None,
+        "user": str(user_id) if settings.cache.scope == "user" else None,
     }
     encoded = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
@@ -92,15 +91,16 @@ def lookup(key: str) -> CachedAnswer | None:
 
 def store(key: str, answer: CachedAnswer) -> None:
     payload = compact_json(asdict(answer))
-    redis_store.client.set(_entry_key(key), payload, ex=current_app.config["CACHE_TTL_SECONDS"])
+    redis_store.client.set(_entry_key(key), payload, ex=get_settings().cache.ttl_seconds)
 
 
 def join_flight(key: str, job_id: uuid.UUID) -> uuid.UUID | None:
     """Lead the generation for `key` (None), or get the id of the job that already leads."""
-    config = current_app.config
+    settings = get_settings()
     # The marker outlives any honest wait for the leader: queueing, every attempt, redelivery.
     ttl = (
-        config["BROKER_VISIBILITY_TIMEOUT"] + config["JOB_TIME_LIMIT"] * config["JOB_MAX_ATTEMPTS"]
+        settings.queue.broker_visibility_timeout
+        + settings.queue.time_limit * settings.queue.max_attempts
     )
     client, flight = redis_store.client, _flight_key(key)
     for _ in range(3):  # the marker may vanish between SET NX and GET: try again

@@ -13,8 +13,8 @@ import re
 import uuid
 
 import redis
-from flask import current_app
 
+from config.settings import get_settings
 from core.redis import redis_store
 from pipeline.events import TERMINAL_EVENTS, Draft, entry_fields
 
@@ -79,13 +79,13 @@ class EventWriter:
 
 def writer_for(job_id: uuid.UUID) -> EventWriter:
     """The writer of a job's stream, with the app's stream length and expiry."""
-    config = current_app.config
+    settings = get_settings()
     return EventWriter(
         redis_store.client,
-        config["REDIS_KEY_PREFIX"],
+        settings.redis.key_prefix,
         str(job_id),
-        maxlen=config["STREAM_MAXLEN"],
-        ttl=config["STREAM_TTL_SECONDS"],
+        maxlen=settings.streaming.stream_maxlen,
+        ttl=settings.streaming.stream_ttl_seconds,
     )
 
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
+from pydantic import BaseModel
 
 from api import create_app
-from config.settings import TestingConfig
+from config.settings import Settings, TestingConfig, env_name_of, get_settings
 from core.db import db
 from core.models import UsageRecord
 from tests.conftest import PASSWORD
@@ -87,6 +88,30 @@ def app_with(monkeypatch, **env):
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
     return create_app(TestingConfig())
+
+
+def settings_with(app, **env) -> Settings:
+    """A copy of the app's typed settings with some changed, named as their environment
+    variables."""
+    settings = get_settings(app)
+    groups, known = {}, set()
+    for group_name in type(settings).model_fields:
+        group = getattr(settings, group_name)
+        if not isinstance(group, BaseModel):
+            continue
+        fields = {env_name_of(field): name for name, field in type(group).model_fields.items()}
+        known |= fields.keys()
+        if changed := {fields[name]: value for name, value in env.items() if name in fields}:
+            groups[group_name] = group.model_copy(update=changed)
+    assert known >= env.keys(), f"not settings: {sorted(env.keys() - known)}"
+    return settings.model_copy(update=groups)
+
+
+def change_settings(app, **env) -> None:
+    """Change a running app's settings (settings_with), and the Flask config keys of the
+    same names."""
+    app.config["SETTINGS"] = settings_with(app, **env)
+    app.config.update(env)
 
 
 def add_usage(

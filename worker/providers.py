@@ -16,6 +16,7 @@ from langchain_ollama import ChatOllama
 from langchain_ollama._utils import merge_auth_headers, parse_url_with_auth
 from pydantic import model_validator
 
+from config.settings import ModelSettings
 from worker.stopping import make_stoppable
 
 
@@ -113,16 +114,16 @@ def _ollama_format(response_format: Mapping[str, Any] | None) -> str | dict[str,
     return response_format["json_schema"].get("schema") or "json"
 
 
-def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any]) -> BaseChatModel:
+def chat_model(models: ModelSettings, model: str, params: Mapping[str, Any]) -> BaseChatModel:
     """The chat model for a job's `params` (generation_params: max_tokens, temperature and
     the OpenAI options), speaking the configured server's own protocol."""
     max_tokens = params["max_tokens"]
-    if config["LLM_PROVIDER"] == "openai":
+    if models.llm_provider == "openai":
         from langchain_openai import ChatOpenAI
 
-        timeout = httpx.Timeout(config["LLM_READ_TIMEOUT"], connect=config["LLM_CONNECT_TIMEOUT"])
+        timeout = httpx.Timeout(models.llm_read_timeout, connect=models.llm_connect_timeout)
         sync_client, async_client = openai_http_clients(
-            config["LLM_READ_TIMEOUT"], config["LLM_CONNECT_TIMEOUT"]
+            models.llm_read_timeout, models.llm_connect_timeout
         )
         # Passed through as OpenAI names it: the server is OpenAI-compatible.
         passed = (
@@ -130,8 +131,8 @@ def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any])
         )
         return ChatOpenAI(
             model=model,
-            base_url=config["OPENAI_BASE_URL"] or None,
-            api_key=config["OPENAI_API_KEY"],
+            base_url=models.openai_base_url or None,
+            api_key=models.openai_api_key,
             max_tokens=max_tokens,
             temperature=params.get("temperature"),
             top_p=params.get("top_p"),
@@ -159,7 +160,7 @@ def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any])
     }
     return _ChatOllama(
         model=model,
-        base_url=config["OLLAMA_URL"],
+        base_url=models.ollama_url,
         num_predict=max_tokens,
         temperature=params.get("temperature"),
         top_p=params.get("top_p"),
@@ -169,13 +170,13 @@ def chat_model(config: Mapping[str, Any], model: str, params: Mapping[str, Any])
         top_logprobs=(params.get("top_logprobs") or None) if params.get("logprobs") else None,
         format=_ollama_format(params.get("response_format")),
         extra_options=penalties,
-        read_timeout=config["LLM_READ_TIMEOUT"],
-        connect_timeout=config["LLM_CONNECT_TIMEOUT"],
+        read_timeout=models.llm_read_timeout,
+        connect_timeout=models.llm_connect_timeout,
     )
 
 
 def with_client_tools(
-    config: Mapping[str, Any], model: BaseChatModel, params: Mapping[str, Any]
+    models: ModelSettings, model: BaseChatModel, params: Mapping[str, Any]
 ) -> Runnable | None:
     """`model` offered the client's tools (OpenAI function tools) as its tool_choice says;
     None when the request brought none (or tool_choice is none: no tool may be called).
@@ -187,7 +188,7 @@ def with_client_tools(
     tools, choice = params.get("client_tools"), params.get("tool_choice")
     if not tools or choice == "none":
         return None
-    if config["LLM_PROVIDER"] == "openai":
+    if models.llm_provider == "openai":
         extra = {}
         if params.get("parallel_tool_calls") is not None:
             extra["parallel_tool_calls"] = params["parallel_tool_calls"]

@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import Flask, current_app
+from flask import Flask
 
+from config.settings import Settings, get_settings
 from core.db import db
 from core.models import Job
 from core.models.base import utcnow
@@ -44,17 +45,17 @@ class Pass:
     running: int = 0
 
 
-def _grace_seconds(config) -> int:
+def _grace_seconds(settings: Settings) -> int:
     # The API commits a job before it enqueues it (a large batch takes seconds).
-    return max(2 * config["RECONCILE_INTERVAL_SECONDS"], 10)
+    return max(2 * settings.queue.reconcile_interval_seconds, 10)
 
 
 def reconcile_once() -> Pass:
     """One pass over queued and running jobs; how many of each were enqueued again."""
-    config = current_app.config
-    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
+    settings = get_settings()
+    client, prefix = redis_store.client, settings.redis.key_prefix
     done = Pass()
-    cutoff = utcnow() - timedelta(seconds=_grace_seconds(config))
+    cutoff = utcnow() - timedelta(seconds=_grace_seconds(settings))
     waiting = jobs_repo.queued_without_leader(cutoff, BATCH_LIMIT)
     if waiting:
         markers = client.mget([enqueued_key(prefix, str(job.id)) for job in waiting])
@@ -70,13 +71,13 @@ def reconcile_once() -> Pass:
 
 def _requeue_abandoned(running: list[Job]) -> int:
     """Re-enqueue running jobs whose lock has been missing for longer than its TTL."""
-    config = current_app.config
-    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
+    settings = get_settings()
+    client, prefix = redis_store.client, settings.redis.key_prefix
     # When each running job was first seen without its lock (epoch seconds).
     suspects_key = f"{prefix}reconciler:lockless"
     suspects = client.hgetall(suspects_key)
     locks = client.mget([lock_key(prefix, str(job.id)) for job in running]) if running else []
-    now, ttl = time.time(), config["JOB_LOCK_TTL"]
+    now, ttl = time.time(), settings.queue.lock_ttl
     requeued, keep = 0, {}
     for job, lock in zip(running, locks, strict=True):
         if lock is not None:
@@ -113,7 +114,7 @@ class Reconciler:
     def __init__(self, app: Flask, name: str):
         self._app, self._name = app, name
         self._stop = threading.Event()
-        self._interval = app.config["RECONCILE_INTERVAL_SECONDS"]
+        self._interval = get_settings(app).queue.reconcile_interval_seconds
 
     def start(self) -> None:
         if self._interval > 0:
@@ -132,7 +133,7 @@ class Reconciler:
                     db.session.remove()
 
     def _maybe_pass(self) -> None:
-        prefix = self._app.config["REDIS_KEY_PREFIX"]
+        prefix = get_settings(self._app).redis.key_prefix
         # One pass per interval across all worker processes.
         turn_ms = max(self._interval * 1000 - 500, 500)
         turn = redis_store.client.set(f"{prefix}reconciler:turn", self._name, nx=True, px=turn_ms)

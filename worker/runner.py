@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from flask import current_app
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from config.settings import get_settings
 from core.db import db
 from core.models import Job
 from core.models.base import utcnow
@@ -177,21 +177,21 @@ def _message(turn: dict[str, Any]) -> BaseMessage:
 
 
 def generate(job: Job, hooks: JobHooks) -> AgentResult:
-    config = current_app.config
+    settings = get_settings()
     params = job.input.get("params", {})
-    model = providers.chat_model(config, job.model, params)
+    model = providers.chat_model(settings.models, job.model, params)
     tools = (
-        [web_search_tool(config, redis_store.client, stop_check=hooks.check)]
+        [web_search_tool(settings, redis_store.client, stop_check=hooks.check)]
         if params.get("tools", True)
         else []
     )
     run = AgentRun(
         model=model,
         hooks=hooks,
-        max_tool_rounds=config["AGENT_MAX_TOOL_ROUNDS"],
-        connect_retry_seconds=config["LLM_CONNECT_RETRY_SECONDS"],
+        max_tool_rounds=settings.models.agent_max_tool_rounds,
+        connect_retry_seconds=settings.models.llm_connect_retry_seconds,
         tools=tools,
-        client_model=providers.with_client_tools(config, model, params),
+        client_model=providers.with_client_tools(settings.models, model, params),
     )
     messages = [_message(turn) for turn in model_messages(job.input["messages"])]
     hooks.begin(job)
@@ -251,9 +251,9 @@ def stop_watcher() -> StopWatcher:
 
 def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
     """Run one delivery of a job. Raises JobBusy when another worker still holds it."""
-    config = current_app.config
-    client, prefix = redis_store.client, config["REDIS_KEY_PREFIX"]
-    lock = JobLock(client, lock_key(prefix, job_id), config["JOB_LOCK_TTL"])
+    settings = get_settings()
+    client, prefix = redis_store.client, settings.redis.key_prefix
+    lock = JobLock(client, lock_key(prefix, job_id), settings.queue.lock_ttl)
     try:
         if not lock.acquire():
             status = jobs_repo.status_of(uuid.UUID(job_id))
@@ -270,7 +270,7 @@ def run_job(job_id: str, *, queue: str, hostname: str | None = None) -> None:
 
 
 def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
-    config = current_app.config
+    settings = get_settings()
     job = lifecycle.claim(job_id)  # detached until lifecycle.finish: see there
     if job is None:  # unknown, or cancelled (or finished) before this delivery
         log.info("job %s skipped: it has ended or does not exist", job_id)
@@ -284,13 +284,13 @@ def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
         queue,
         extra={"job_id": str(job.id), "queue": queue, "worker": hostname, "tier": job.tier},
     )
-    if attempt > config["JOB_MAX_ATTEMPTS"]:
+    if attempt > settings.queue.max_attempts:
         _fail(job, None, "too_many_attempts", "The job was interrupted too many times.")
         return
     if attempt > 1:
         writer.emit(events.reset("the job started over", attempt=attempt))
-    deadline = time.monotonic() + config["JOB_SOFT_TIME_LIMIT"]
-    cancel_flag = cancel_key(config["REDIS_KEY_PREFIX"], str(job.id))
+    deadline = time.monotonic() + settings.queue.soft_time_limit
+    cancel_flag = cancel_key(settings.redis.key_prefix, str(job.id))
     scope = StopScope(str(job.id), cancel_flag, deadline)
     hooks = JobHooks(writer, scope, job)
     try:
@@ -303,7 +303,7 @@ def _run_locked(job_id: uuid.UUID, *, queue: str, hostname: str | None) -> None:
         cancelled = events.cancelled(job.id, partial=bool(hooks.text))
         _finish(job, JobStatus.CANCELLED, hooks, cancelled)
     except JobTimedOut:
-        limit = config["JOB_SOFT_TIME_LIMIT"]
+        limit = settings.queue.soft_time_limit
         _fail(job, hooks, "time_limit_exceeded", f"The job ran past its {limit} s limit.")
     except Exception as exc:
         error = model_error(exc, job.model)

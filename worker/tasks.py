@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
-from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from config.logging_setup import request_id_var
+from config.settings import get_settings
 from core.db import db
 from core.statuses import Tier
 from pipeline.queue import TASK_BY_TIER
@@ -23,7 +23,7 @@ def _run(task: Task, job_id: str, queue: str, request_id: str | None) -> None:
         run_job(job_id, queue=queue, hostname=task.request.hostname)
     except JobBusy as exc:
         # Delivered twice while its first worker is alive: look again once that lock lapses.
-        raise task.retry(countdown=current_app.config["JOB_LOCK_TTL"], max_retries=20) from exc
+        raise task.retry(countdown=get_settings().queue.lock_ttl, max_retries=20) from exc
     except OperationalError as exc:
         # PostgreSQL is unreachable. A failed task is acknowledged and its message gone, so
         # the job waits for the database in a new message instead of being dropped.

@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 from collections.abc import Iterator
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,6 +26,7 @@ from prometheus_client.core import (
 
 from api.errors import error_response
 from api.metrics import report
+from config.settings import get_settings
 from core import metrics_store
 
 ENDPOINT = "prometheus_metrics"
@@ -186,7 +187,7 @@ def _local_caller() -> bool:
 
 
 def _refusal() -> Response | None:
-    token = current_app.config["METRICS_TOKEN"]
+    token = get_settings().observability.metrics_token
     if token:
         auth = request.headers.get("Authorization", "")
         scheme, _, given = auth.partition(" ")

@@ -4,8 +4,9 @@ import re
 from collections.abc import Mapping
 
 import marshmallow as ma
-from flask import current_app
 from marshmallow import validate
+
+from config.settings import get_settings
 
 MAX_PAGE_SIZE = 100
 # PostgreSQL text cannot hold NUL, and a lone surrogate (valid in JSON's \u escapes) is not
@@ -118,12 +119,12 @@ def trimmed_text(max_length: int, *, required: bool = True, **kwargs) -> Trimmed
 
 
 def message_fits(value: str) -> None:
-    limit = current_app.config["MAX_MESSAGE_CHARS"]
+    limit = get_settings().limits.max_message_chars
     if len(value) > limit:
         raise ma.ValidationError(f"Must be at most {limit} characters.")
 
 
 def max_tokens_fits(value: int) -> None:
-    limit = current_app.config["MAX_TOKENS_LIMIT"]
+    limit = get_settings().models.max_tokens_limit
     if value > limit:
         raise ma.ValidationError(f"Must be at most {limit}.")

@@ -13,7 +13,6 @@ import re
 
 import jsonschema
 import marshmallow as ma
-from flask import current_app
 from marshmallow import validate
 
 from api.chat_messages import text_of
@@ -25,6 +24,7 @@ from api.schemas.common import (
     max_tokens_fits,
     message_fits,
 )
+from config.settings import get_settings
 
 F = ma.fields
 # developer is OpenAI's newer name for system: it is stored and sent as system.
@@ -404,7 +404,7 @@ class ChatCompletionRequestSchema(StrictSchema):
                 raise ma.ValidationError(_REFUSALS[field], field)
         if any(kind != "text" for kind in data.get("modalities") or ()):
             raise ma.ValidationError("Only the text modality is supported.", "modalities")
-        provider = current_app.config["LLM_PROVIDER"]
+        provider = get_settings().models.llm_provider
         if data.get("logit_bias") and provider == "ollama":
             raise ma.ValidationError(
                 "Ollama has no logit bias; this gateway's model server is Ollama.", "logit_bias"
@@ -554,7 +554,7 @@ class CompletionRequestSchema(StrictSchema):
             raise ma.ValidationError("echo is not supported: the prompt is yours already.", "echo")
         if data.get("suffix"):
             raise ma.ValidationError("suffix (fill-in-the-middle) is not supported.", "suffix")
-        if data.get("logit_bias") and current_app.config["LLM_PROVIDER"] == "ollama":
+        if data.get("logit_bias") and get_settings().models.llm_provider == "ollama":
             raise ma.ValidationError(
                 "Ollama has no logit bias; this gateway's model server is Ollama.", "logit_bias"
             )

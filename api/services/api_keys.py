@@ -13,9 +13,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
-
 from api.services import caps
+from config.settings import get_settings
 from core.db import db
 from core.errors import Conflict, NotFound, Unauthorized
 from core.models import ApiKey, User
@@ -46,7 +45,7 @@ def hash_secret(secret: str) -> str:
 
 
 def create(user: User, name: str) -> CreatedKey:
-    limit = current_app.config["MAX_API_KEYS_PER_USER"]
+    limit = get_settings().auth.max_api_keys_per_user
     caps.lock_account(user.id)  # two creations at the limit must not both pass
     if api_keys_repo.count_active_for_user(user.id) >= limit:
         raise Conflict(

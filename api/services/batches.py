@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app
 
 from api import json_body
 from api.schemas.batches import BatchItemSchema, BatchLineSchema
 from api.services import caps, jobs, openai_compat, routing, usage
 from api.services.identity import Identity
+from config.settings import get_settings
 from core.db import db
 from core.errors import Conflict, InvalidBatch, NotFound, ServiceError, TooManyRequests
 from core.models import Batch, Job
@@ -56,7 +56,7 @@ def _invalid(problems: list[dict[str, Any]], total: int) -> InvalidBatch:
 
 
 def _check_size(count: int) -> None:
-    limit = current_app.config["BATCH_MAX_REQUESTS"]
+    limit = get_settings().limits.batch_max_requests
     if count == 0:
         raise InvalidBatch("A batch needs at least one request.")
     if count > limit:

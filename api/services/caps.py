@@ -1,23 +1,23 @@
 """Caps on what one account holds at once (streams, conversations, batches), by role.
 
-Each cap is the pair of settings MAX_<name>_PER_USER / MAX_<name>_PER_ADMIN (the names are
-config.settings.ACCOUNT_CAPS); 0 means no cap.
+Each cap is the pair of settings MAX_<name>_PER_USER / MAX_<name>_PER_ADMIN (the typed
+fields max_<name>_per_user / _per_admin of config.settings.AccountCapSettings); 0 means no
+cap.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from flask import current_app
-
+from config.settings import get_settings
 from core.models import User
 from core.repositories import users as users_repo
 
 
 def limit(user: User, name: str) -> int:
     """The cap `name` (e.g. "CONVERSATIONS") for the user's role; 0: none."""
-    role = "ADMIN" if user.is_admin else "USER"
-    return current_app.config[f"MAX_{name}_PER_{role}"]
+    role = "admin" if user.is_admin else "user"
+    return getattr(get_settings().caps, f"max_{name.lower()}_per_{role}")
 
 
 def lock_account(user_id: uuid.UUID) -> None:

@@ -16,11 +16,11 @@ import uuid
 from array import array
 from typing import Any
 
-from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from api import embedding_backends as backends
 from api.services.identity import Identity
+from config.settings import get_settings
 from core.db import db
 from core.errors import GenerationFailed, InvalidInput, NotFound, ServiceError
 from core.models import UsageRecord
@@ -43,12 +43,12 @@ class ModelUnavailable(ServiceError):
 def embedding_model_names() -> list[str]:
     """The model names POST /v1/embeddings answers to (EMBEDDING_MODELS' aliases, in their
     configured order), for GET /v1/models."""
-    return list(current_app.config["EMBEDDING_MODELS"])
+    return list(get_settings().models.embedding_models)
 
 
 def backend_model(name: str) -> str:
     """The model server's name for an embedding model; 404 model_not_found like OpenAI's."""
-    models = current_app.config["EMBEDDING_MODELS"]
+    models = get_settings().models.embedding_models
     if name not in models:
         raise NotFound(
             f"The model {name!r} is not an embedding model of this gateway; "
@@ -71,7 +71,6 @@ def encode(vector: list[float], encoding_format: str) -> list[float] | str:
 
 def create(identity: Identity, payload: dict[str, Any]) -> dict[str, Any]:
     """The embeddings of the request's texts, as OpenAI's `list` of `embedding` objects."""
-    config = current_app.config
     name = payload["model"].strip()
     model = backend_model(name)
     texts: list[str] = payload["input"]
@@ -80,7 +79,9 @@ def create(identity: Identity, payload: dict[str, Any]) -> dict[str, Any]:
 
     started = time.monotonic()
     try:
-        result = backends.embed(config, model, texts, dimensions=payload.get("dimensions"))
+        result = backends.embed(
+            get_settings().models, model, texts, dimensions=payload.get("dimensions")
+        )
     except backends.BackendRejected as exc:
         # OpenAI's `param` comes from the field the details name (api.errors).
         details = {"json": {exc.param or "_schema": [exc.message]}}

@@ -11,13 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from api import metrics, overhead
 from api.relay import read_events
 from api.services import conversations, routing, usage
 from api.services.identity import Identity
+from config.settings import get_settings
 from core.db import db
 from core.errors import AnswerTimeout, Conflict, GenerationFailed, NotFound
 from core.models import Conversation, Job, Message
@@ -88,7 +88,7 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     history: list[dict[str, Any]] = []
     if request.conversation_id is not None:
         conversation = conversations.get(user_id, request.conversation_id)
-        history = conversations.context(conversation.id, current_app.config["CONTEXT_BUDGET_CHARS"])
+        history = conversations.context(conversation.id, get_settings().models.context_budget_chars)
     messages = request.model_turns(history)
     # Routing may refuse the model (422) before anything is written.
     decision = route(request, messages)
@@ -163,7 +163,7 @@ def generation_params(request: JobRequest) -> dict[str, Any]:
     """Every parameter that shapes the answer (and so the cache key)."""
     return {
         "tools": request.tools,
-        "max_tokens": request.max_tokens or current_app.config["DEFAULT_MAX_TOKENS"],
+        "max_tokens": request.max_tokens or get_settings().models.default_max_tokens,
         "temperature": request.temperature,
         **{name: value for name, value in request.options.items() if value is not None},
     }
@@ -217,8 +217,8 @@ def cancel(user_id: uuid.UUID, job_id: uuid.UUID) -> Job:
 
 def wait_until_ended(job: Job) -> None:
     """Follow the job's stream until its terminal event; 504 past CHAT_WAIT_SECONDS."""
-    config = current_app.config
-    deadline = time.monotonic() + config["CHAT_WAIT_SECONDS"]
+    settings = get_settings()
+    deadline = time.monotonic() + settings.streaming.chat_wait_seconds
     db.session.close()  # no connection held while waiting
     events = read_events(str(job.id), wait=1.0)
     for event in events:

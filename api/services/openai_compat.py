@@ -8,10 +8,9 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import current_app
-
 from api.chat_messages import text_of
 from api.services import embeddings, jobs, routing
+from config.settings import get_settings
 from core.errors import InvalidInput, NotFound
 from core.models import Job
 from pipeline.events import Event, EventName, compact_json
@@ -65,7 +64,7 @@ def job_request(
         options["tool_choice"] = options["parallel_tool_calls"] = None
     # The gateway's web search is a server-side tool the operator enables per model name;
     # a request that brings its own tools gets only those, so the two never mix.
-    search = not client_tools and model in current_app.config["OPENAI_WEB_SEARCH_MODELS"]
+    search = not client_tools and model in get_settings().models.openai_web_search_models
     last_user = next((turn for turn in reversed(turns) if turn["role"] == "user"), None)
     return jobs.JobRequest(
         message=text_of(last_user["content"]) if last_user else "",
@@ -83,7 +82,7 @@ def job_request(
 
 def _check_image_urls(turns: tuple[dict[str, Any], ...]) -> None:
     """Ollama takes images inline; the gateway fetches nothing for a client (no SSRF)."""
-    if current_app.config["LLM_PROVIDER"] != "ollama":
+    if get_settings().models.llm_provider != "ollama":
         return  # OpenAI-compatible servers take image URLs themselves
     for index, turn in enumerate(turns):
         parts = turn["content"] if isinstance(turn["content"], list) else ()

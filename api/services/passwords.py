@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 
 import bcrypt
-from flask import current_app
+
+from config.settings import get_settings
 
 # bcrypt only reads the first 72 bytes; longer passwords are refused, never truncated.
 BCRYPT_MAX_BYTES = 72
@@ -14,7 +15,7 @@ BCRYPT_MAX_BYTES = 72
 def password_problems(password: str) -> list[str]:
     """What is wrong with a new password, as messages for the client (empty when fine)."""
     problems = []
-    min_length = current_app.config["PASSWORD_MIN_LENGTH"]
+    min_length = get_settings().auth.password_min_length
     if len(password) < min_length:
         problems.append(f"Password must be at least {min_length} characters long.")
     if len(password.encode("utf-8")) > BCRYPT_MAX_BYTES:
@@ -28,7 +29,7 @@ def password_problems(password: str) -> list[str]:
 
 
 def hash_password(password: str) -> str:
-    rounds = current_app.config["BCRYPT_ROUNDS"]
+    rounds = get_settings().auth.bcrypt_rounds
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
 
 
@@ -46,4 +47,4 @@ def _dummy_hash(rounds: int) -> str:
 
 def burn_verify_time() -> None:
     """Spend what a real check costs, so unknown emails cannot be told apart by timing."""
-    verify_password("not-the-password", _dummy_hash(current_app.config["BCRYPT_ROUNDS"]))
+    verify_password("not-the-password", _dummy_hash(get_settings().auth.bcrypt_rounds))

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app
 
 from api.schemas.openai_compat import ChatCompletionRequestSchema
 from api.schemas.responses import LOGPROBS_INCLUDE
 from api.services import jobs, openai_compat
 from api.services.identity import Identity
+from config.settings import get_settings
 from core.db import db
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Job
@@ -177,7 +177,7 @@ def _check_web_search(payload: dict[str, Any], with_functions: bool) -> None:
         if tool["type"] == "function":
             continue
         problem = None
-        if payload["model"] not in current_app.config["OPENAI_WEB_SEARCH_MODELS"]:
+        if payload["model"] not in get_settings().models.openai_web_search_models:
             problem = (
                 f"Web search is not enabled for the model {payload['model']!r} "
                 "(OPENAI_WEB_SEARCH_MODELS)."

@@ -6,10 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
-
 from api.chat_messages import text_of
 from api.services.classifier import classify
+from config.settings import get_settings
 from core.errors import InvalidInput
 from pipeline.queue import tier_models
 
@@ -41,7 +40,7 @@ def choose(
     requested = (requested or "auto").strip()
     models = tier_models()
     texts = [{"role": turn["role"], "content": text_of(turn.get("content"))} for turn in history]
-    route = classify(message, texts, threshold=current_app.config["COMPLEXITY_THRESHOLD"])
+    route = classify(message, texts, threshold=get_settings().models.complexity_threshold)
     seeing = {tier for tier, model in models.items() if model in vision_models()}
     if requested == "auto":
         tier, reason = route.tier, route.reason
@@ -64,7 +63,7 @@ def choose(
 
 
 def vision_models() -> tuple[str, ...]:
-    return current_app.config["VISION_MODELS"]
+    return get_settings().models.vision_models
 
 
 def _no_images(reason: str) -> InvalidInput:

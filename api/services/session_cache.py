@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from flask import current_app
-
+from config.settings import get_settings
 from core.models.base import utcnow
 from core.redis import redis_store
 
@@ -32,7 +31,7 @@ def _key(session_id: str) -> str:
 def _revoked_ttl() -> int:
     # After an access token's lifetime no access token of an ended session is left to
     # check; refresh tokens live longer, but a miss reads PostgreSQL, which says "revoked".
-    return current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    return get_settings().auth.access_token_seconds
 
 
 def lookup(session_id: str) -> bool | None:
@@ -46,7 +45,7 @@ def lookup(session_id: str) -> bool | None:
 def remember_active(session_id: str, expires_at: datetime) -> None:
     """Cache what a reader just found in PostgreSQL, unless a revocation got there first."""
     seconds_left = int((expires_at - utcnow()).total_seconds())
-    ttl = min(current_app.config["SESSION_CACHE_SECONDS"], seconds_left)
+    ttl = min(get_settings().auth.session_cache_seconds, seconds_left)
     if ttl >= 1:  # a session ending within the second is read again
         redis_store.client.set(_key(session_id), ACTIVE, nx=True, ex=ttl)
 

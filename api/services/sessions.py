@@ -12,9 +12,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
-
 from api.services import session_cache
+from config.settings import get_settings
 from core.db import db
 from core.errors import NotFound, Unauthorized
 from core.models import LoginSession, User
@@ -48,7 +47,7 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 
 def _expires_at(now: datetime) -> datetime:
-    return now + timedelta(seconds=current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
+    return now + timedelta(seconds=get_settings().auth.refresh_token_seconds)
 
 
 def _session_id(fam: object) -> uuid.UUID | None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from api.services import sessions
+from config.settings import get_settings
 from core.models import User
 
 
@@ -32,7 +32,7 @@ def _pair(user: User, session_id: object, refresh_jti: str) -> dict[str, Any]:
         "access_token": create_access_token(identity=identity, additional_claims=claims),
         "refresh_token": create_refresh_token(identity=identity, additional_claims=refresh_claims),
         "token_type": "Bearer",
-        "expires_in": current_app.config["JWT_ACCESS_TOKEN_EXPIRES"],
+        "expires_in": get_settings().auth.access_token_seconds,
     }
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, time, timedelta
 
-from flask import current_app
-
 from api.services import caps
+from config.settings import get_settings
 from core.db import db
 from core.errors import TooManyRequests
 from core.models.base import utcnow
@@ -21,8 +20,8 @@ def check_submission_allowed(user_id: uuid.UUID) -> None:
     Locks the user's row until the submission commits, so concurrent submissions of one
     user are counted one after the other and the cap is exact.
     """
-    config = current_app.config
-    cap = config["MAX_JOBS_IN_FLIGHT"]
+    settings = get_settings()
+    cap = settings.limits.max_jobs_in_flight
     if cap:
         caps.lock_account(user_id)
         in_flight = jobs_repo.count_in_flight(user_id)
@@ -39,7 +38,7 @@ def check_submission_allowed(user_id: uuid.UUID) -> None:
 
 def check_daily_quota(user_id: uuid.UUID) -> None:
     """429 when the user has used up today's generated tokens."""
-    quota = current_app.config["DAILY_TOKEN_QUOTA"]
+    quota = get_settings().limits.daily_token_quota
     if quota:
         now = utcnow()
         midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
@@ -56,7 +55,7 @@ def check_daily_quota(user_id: uuid.UUID) -> None:
 
 def cleanup(days: int | None = None) -> int:
     """Delete usage rows older than `days` (default USAGE_RETENTION_DAYS); how many."""
-    days = current_app.config["USAGE_RETENTION_DAYS"] if days is None else days
+    days = get_settings().limits.usage_retention_days if days is None else days
     deleted = usage_repo.delete_before(utcnow() - timedelta(days=days))
     db.session.commit()
     return deleted

@@ -31,7 +31,7 @@ from core.repositories import jobs as jobs_repo
 from pipeline import queue
 from tests import helpers
 from tests.conftest import PASSWORD, make_admin, register_and_login
-from tests.helpers import ERROR_FIELDS, app_with, bearer, error_of
+from tests.helpers import ERROR_FIELDS, app_with, bearer, change_settings, error_of
 from tests.security.conftest import answer_job
 
 # --- the payloads -----------------------------------------------------------------------------
@@ -388,7 +388,8 @@ def numbers() -> Iterator[int]:
 @pytest.fixture
 def world(app, client, worker) -> World:
     # Generous limits: the fuzzing must reach validation, not the throttles tested below.
-    app.config.update(
+    change_settings(
+        app,
         LOGIN_RATE_LIMIT_PER_IP="1000000/minute",
         LOGIN_RATE_LIMIT_PER_EMAIL="1000000/minute",
         REGISTER_RATE_LIMIT_PER_IP="1000000/minute",
@@ -1094,7 +1095,7 @@ def test_failed_logins_for_one_account_from_one_address_are_throttled(app, clien
 
 
 def test_failed_logins_for_one_account_from_many_addresses_are_throttled(app, client, alice):
-    app.config["LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS"] = "6/minute"
+    change_settings(app, LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS="6/minute")
     for attempt in range(6):
         response = login(client, alice.email, WRONG, ip=f"203.0.113.{attempt + 1}")
         assert error_of(response, 401)["code"] == "unauthorized"
@@ -1135,7 +1136,7 @@ def test_an_attacker_at_one_address_cannot_lock_the_owner_out(app, client, alice
 def test_a_spent_account_budget_refuses_the_owner_only_until_the_window_ends(app, client, alice):
     """While an account's budget over all addresses is spent its owner is refused too (the
     limiter checks before the password is), but only until the window ends."""
-    app.config["LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS"] = "2/2 seconds"
+    change_settings(app, LOGIN_RATE_LIMIT_PER_EMAIL_ALL_IPS="2/2 seconds")
     for attempt in range(2):
         assert login(client, alice.email, WRONG, ip=f"203.0.113.{attempt + 1}").status_code == 401
 

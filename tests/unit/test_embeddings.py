@@ -17,7 +17,7 @@ import pytest
 from api import embedding_backends as backends
 from api.schemas.embeddings import MAX_INPUTS, TEXT_ONLY, EmbeddingRequestSchema
 from api.services.embeddings import encode
-from config.settings import TestingConfig, parse_embedding_models
+from config.settings import ModelSettings, TestingConfig, parse_embedding_models
 
 # --- the request schema --------------------------------------------------------------------
 
@@ -202,15 +202,16 @@ def test_base64_is_little_endian_float32_as_the_openai_sdk_decodes_it():
 
 # --- the model-server client ----------------------------------------------------------------
 
-CONFIG = {
-    "LLM_PROVIDER": "ollama",
-    "OLLAMA_URL": "http://ollama.test:11434/",
-    "OPENAI_BASE_URL": "http://vllm.test/v1/",
-    "OPENAI_API_KEY": "sk-test",
-    "LLM_CONNECT_TIMEOUT": 1.0,
-    "LLM_READ_TIMEOUT": 2.0,
-}
-OPENAI = {**CONFIG, "LLM_PROVIDER": "openai"}
+# Model settings as the environment would give them (typed settings are built by name).
+CONFIG = ModelSettings(
+    LLM_PROVIDER="ollama",
+    OLLAMA_URL="http://ollama.test:11434/",
+    OPENAI_BASE_URL="http://vllm.test/v1/",
+    OPENAI_API_KEY="sk-test",
+    LLM_CONNECT_TIMEOUT=1.0,
+    LLM_READ_TIMEOUT=2.0,
+)
+OPENAI = CONFIG.model_copy(update={"llm_provider": "openai"})
 
 
 @pytest.fixture

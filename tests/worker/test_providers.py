@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from langchain_core.messages import HumanMessage
 
+from tests.helpers import settings_with
 from worker.providers import chat_model, with_client_tools
 
 
 def test_the_token_limit_reaches_servers_that_read_either_name(app):
-    config = {**app.config, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    config = settings_with(
+        app, LLM_PROVIDER="openai", OPENAI_BASE_URL="http://127.0.0.1:9/v1"
+    ).models
     model = chat_model(config, "tiny", {"max_tokens": 7, "temperature": 0.2})
 
     payload = model._get_request_payload([HumanMessage(content="hi")])
@@ -39,7 +42,7 @@ def test_a_clients_nested_tool_schema_reaches_ollama_whole(app):
     }
     tool = {"type": "function", "function": {"name": "forecast", "parameters": parameters}}
     with FakeOllama() as fake:
-        config = {**app.config, "LLM_PROVIDER": "ollama", "OLLAMA_URL": fake.url}
+        config = settings_with(app, LLM_PROVIDER="ollama", OLLAMA_URL=fake.url).models
         params = {"max_tokens": 5, "client_tools": [tool]}
         model = with_client_tools(config, chat_model(config, "llama3.2:3b", params), params)
         model.invoke([HumanMessage(content="hi")])
@@ -48,7 +51,9 @@ def test_a_clients_nested_tool_schema_reaches_ollama_whole(app):
 
 
 def test_openai_compatible_servers_get_every_option_by_its_openai_name(app):
-    config = {**app.config, "LLM_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    config = settings_with(
+        app, LLM_PROVIDER="openai", OPENAI_BASE_URL="http://127.0.0.1:9/v1"
+    ).models
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
     params = {
@@ -82,7 +87,7 @@ def test_openai_compatible_servers_get_every_option_by_its_openai_name(app):
 
 
 def test_ollama_gets_the_penalties_as_options_and_the_schema_as_format(app):
-    config = {**app.config, "LLM_PROVIDER": "ollama"}
+    config = settings_with(app, LLM_PROVIDER="ollama").models
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     params = {
         "max_tokens": 9,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import redis
 from langchain_core.tools import BaseTool
 
+from config.settings import Settings
 from worker.agent.search import DdgsBackend, SearchBackend, WebSearch, make_web_search_tool
 
 
@@ -21,18 +21,18 @@ def search_backend(spec: str, timeout: float) -> SearchBackend:
 
 
 def web_search_tool(
-    config: Mapping[str, Any],
+    settings: Settings,
     client: redis.Redis,
     *,
     stop_check: Callable[[], None] | None = None,
 ) -> BaseTool:
     search = WebSearch(
-        search_backend(config["SEARCH_BACKEND"], config["SEARCH_TIMEOUT"]),
+        search_backend(settings.search.backend, settings.search.timeout),
         redis=client,
-        key_prefix=config["REDIS_KEY_PREFIX"],
-        cache_ttl=config["SEARCH_CACHE_TTL"],
-        timeout=config["SEARCH_TIMEOUT"],
-        max_results=config["SEARCH_MAX_RESULTS"],
+        key_prefix=settings.redis.key_prefix,
+        cache_ttl=settings.search.cache_ttl,
+        timeout=settings.search.timeout,
+        max_results=settings.search.max_results,
         stop_check=stop_check,
     )
     return make_web_search_tool(search)
