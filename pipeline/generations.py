@@ -33,6 +33,21 @@ class Chunks:
     logprobs: list[list[dict[str, Any]]] | None = None
 
 
+def look_up(
+    mode: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    user_id: uuid.UUID,
+) -> tuple[str | None, response_cache.CachedAnswer | None]:
+    """A request's cache key (None when it must not touch the cache) and its cached answer,
+    if any. `mode`: use (read and write), refresh (write only) or off (neither)."""
+    if mode == "off" or not response_cache.enabled():
+        return None, None
+    key = response_cache.key_for(model, messages, params, user_id)
+    return key, response_cache.lookup(key) if mode == "use" else None
+
+
 def answer_from_cache(
     job: Job, answer: response_cache.CachedAnswer, conversation: Conversation | None = None
 ) -> None:

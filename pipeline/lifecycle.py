@@ -25,7 +25,7 @@ from core.models.base import utcnow
 from core.redis import redis_store
 from core.repositories import jobs as jobs_repo
 from core.statuses import JobStatus
-from pipeline import batch_progress, events, generations, outcomes, queue
+from pipeline import batch_progress, events, generations, outcomes, queue, response_cache
 from pipeline.streams import cancel_key, enqueued_key, writer_for
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,19 @@ def enqueue(job: Job) -> None:
         raise QueueUnavailable("The job queue is unavailable; retry shortly.") from exc
 
 
-def follow(job: Job, leader_id: uuid.UUID) -> None:
-    """Make a just-written job a follower of `leader_id` (pipeline/generations.py)."""
+def start(job: Job, answer: response_cache.CachedAnswer | None, *, share: bool) -> None:
+    """Set a just-written job going: a cached answer is replayed on its stream; else, with
+    `share`, it follows an identical job generating now (pipeline/generations.py); else it
+    is enqueued (QueueUnavailable when the queue is down)."""
+    if answer is not None:  # nothing to enqueue: the answer is already there
+        generations.publish_cached(job, answer)
+        return
+    leader_id = None
+    if share and job.cache_key:
+        leader_id = response_cache.join_flight(job.cache_key, job.id)
+    if leader_id is None:
+        enqueue(job)
+        return
     to_enqueue = generations.follow(job, leader_id)
     if to_enqueue is not None:
         enqueue(to_enqueue)

@@ -26,7 +26,7 @@ from core.repositories import jobs as jobs_repo
 from core.repositories import messages as messages_repo
 from core.repositories.pagination import Page
 from core.statuses import JobStatus
-from pipeline import generations, lifecycle, response_cache
+from pipeline import generations, lifecycle
 from pipeline.events import EventName
 
 log = logging.getLogger(__name__)
@@ -83,38 +83,21 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
         if existing is not None:
             return existing, False
 
-    conversation: Conversation | None = None
-    keeps_conversation = request.turns is None
-    history: list[dict[str, Any]] = []
-    if request.conversation_id is not None:
-        conversation = conversations.get(user_id, request.conversation_id)
-        history = conversations.context(conversation.id, get_settings().models.context_budget_chars)
+    conversation, history = _conversation_and_history(user_id, request)
     messages = request.model_turns(history)
     # Routing may refuse the model (422) before anything is written.
     decision = route(request, messages)
     metrics.tag_request(tier=decision.tier)
-
     params = generation_params(request)
-    cache_key = None
-    if request.cache != "off" and response_cache.enabled():
-        cache_key = response_cache.key_for(decision.model, messages, params, user_id)
-    answer = response_cache.lookup(cache_key) if cache_key and request.cache == "use" else None
+    cache_key, answer = generations.look_up(
+        request.cache, decision.model, messages, params, user_id
+    )
     if answer is None:  # a cached answer costs the model servers nothing: no job quota
         usage.check_submission_allowed(user_id)
 
     # Everything below is written in the commit's one flush (ids are known on creation),
     # and a cached answer's job is inserted finished rather than inserted and updated.
-    user_message = None
-    if keeps_conversation:
-        if conversation is None:
-            conversations.check_room(identity.user)
-            conversation = conversations_repo.add(
-                Conversation(user_id=user_id, title=conversations.title_from(request.message))
-            )
-        user_message = messages_repo.add(
-            Message(conversation_id=conversation.id, role="user", content=request.message)
-        )
-        conversation.updated_at = user_message.created_at
+    conversation, user_message = _add_user_message(identity, request, conversation)
     job = new_job(
         identity,
         decision,
@@ -128,28 +111,58 @@ def submit(identity: Identity, request: JobRequest) -> tuple[Job, bool]:
     )
     if answer is not None:
         generations.answer_from_cache(job, answer, conversation)
+    winner = _commit_new(job, user_id, request.idempotency_key)
+    if winner is not job:
+        return winner, False
+    lifecycle.start(job, answer, share=request.cache == "use")
+    overhead.submitted(cached=answer is not None)
+    return job, True
+
+
+def _conversation_and_history(
+    user_id: uuid.UUID, request: JobRequest
+) -> tuple[Conversation | None, list[dict[str, Any]]]:
+    """The conversation the request continues (404 if not the caller's) and the context
+    the model gets from it."""
+    if request.conversation_id is None:
+        return None, []
+    conversation = conversations.get(user_id, request.conversation_id)
+    budget = get_settings().models.context_budget_chars
+    return conversation, conversations.context(conversation.id, budget)
+
+
+def _add_user_message(
+    identity: Identity, request: JobRequest, conversation: Conversation | None
+) -> tuple[Conversation | None, Message | None]:
+    """Keep the user's message in its conversation (a new one when none was named); the
+    OpenAI-compatible API's requests carry their whole conversation and keep none."""
+    if request.turns is not None:
+        return conversation, None
+    if conversation is None:
+        conversations.check_room(identity.user)
+        conversation = conversations_repo.add(
+            Conversation(user_id=identity.user_id, title=conversations.title_from(request.message))
+        )
+    user_message = messages_repo.add(
+        Message(conversation_id=conversation.id, role="user", content=request.message)
+    )
+    conversation.updated_at = user_message.created_at
+    return conversation, user_message
+
+
+def _commit_new(job: Job, user_id: uuid.UUID, idempotency_key: str | None) -> Job:
+    """Write the new job (and what came with it); the job that holds its idempotency key
+    when a parallel request with the same key got there first."""
     try:
         jobs_repo.add(job)
         db.session.commit()
     except IntegrityError:
-        # The same idempotency key raced in from a parallel request: that one wins.
         db.session.rollback()
-        existing = jobs_repo.get_by_idempotency_key(user_id, request.idempotency_key or "")
+        existing = jobs_repo.get_by_idempotency_key(user_id, idempotency_key or "")
         if existing is None:
             raise
-        return existing, False
-
-    leader_id = None
-    if answer is None and cache_key and request.cache == "use":
-        leader_id = response_cache.join_flight(cache_key, job.id)
-    if answer is not None:  # nothing to enqueue: the answer is already there
-        generations.publish_cached(job, answer)
-    elif leader_id is not None:
-        lifecycle.follow(job, leader_id)
-    else:
-        lifecycle.enqueue(job)
-    overhead.submitted(cached=answer is not None)
-    return job, True
+        return existing
+    return job
 
 
 def route(request: JobRequest, messages: Sequence[Mapping[str, Any]]) -> routing.Decision:
