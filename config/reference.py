@@ -188,10 +188,11 @@ def reference_page() -> str:
         "",
         "## In the code",
         "",
-        "The settings are declared in `config/settings.py`, one model per section above. The",
-        "app's config holds each one under its variable's name (`app.config[\"JOB_TIME_LIMIT\"]`),",
-        "and the typed settings as `config.settings.get_settings(app)` (or `get_settings()` in",
-        "an app context): `get_settings().queue.time_limit`.",
+        "The settings are declared in `config/settings.py`, one model per section above, and",
+        "the code reads them typed: `get_settings().queue.time_limit` in an app context, or",
+        "`get_settings(app)` (config.settings). The Flask config keeps each one under its",
+        "variable's name too, for the extensions that read their own keys (SQLAlchemy, the",
+        "rate limiter, Celery, flask-smorest) and for the CLI.",
     ]
     return "\n".join(lines) + "\n"
 
