@@ -4,8 +4,9 @@ A benchmark gets a `Storage` of its own (a PostgreSQL database that is dropped, 
 migrated at the start and dropped at the end; a Redis db and key prefix whose keys are
 deleted at both ends) and a `Stack` that starts processes in their own process groups (the
 fake Ollama, gunicorn with config/gunicorn.conf.py, Celery workers), accounts their CPU per
-group, and stops them all. The scripts use it like this, so that an error, Ctrl-C or
-SIGTERM still stops everything and removes the database and the keys:
+group, and stops them all. The processes themselves are started, waited for and stopped by
+the harness the tests use too (tests/stack.py). The scripts use it like this, so that an
+error, Ctrl-C or SIGTERM still stops everything and removes the database and the keys:
 
     stack = Stack.create(storage, log, "name-bench-")   # SIGTERM now raises SystemExit
     failed = False
@@ -27,7 +28,6 @@ import math
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,9 +42,26 @@ import httpx
 import psycopg2
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
+# The harness (and the fake model server) live in the tests, at the repository's root.
+if str(Path(__file__).resolve().parent.parent) not in sys.path:
+    sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+from tests.stack import (
+    HOST,
+    Process,
+    delete_keys,
+    drop_database,
+    recreate_database,
+    start_api,
+    start_fake_ollama,
+    start_worker,
+    stop_all,
+    storage_env,
+)
+from tests.stack import ROOT as ROOT
+from tests.stack import StackError as StackError
+from tests.stack import free_port as free_port
+
 BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
 PG_PORT = 5432
 REDIS_PORT = 6379
 MODEL = "llama3.2:3b"  # what the gateway's "light" tier is pinned to, and the fake serves
@@ -57,10 +74,6 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_SEP = "\x06\x16"
 
 Log = Callable[[str], None]
-
-
-class StackError(RuntimeError):
-    """The stack did not come up (or went down)."""
 
 
 def logger(tag: str) -> Log:
@@ -337,28 +350,20 @@ class Storage:
         return conn
 
     def reset_database(self) -> None:
-        conn = self.admin_connection()
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{self.db_name}"')
-        conn.close()
+        recreate_database(self.database_url)
 
     def drop_database(self) -> None:
-        conn = self.admin_connection()
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        conn.close()
+        drop_database(self.database_url)
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
 
     def clean_redis(self) -> int:
         client = self.redis()
-        keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
-        client.close()
-        return len(keys)
+        try:
+            return delete_keys(client, self.prefix)
+        finally:
+            client.close()
 
     def queue_keys(self) -> list[str]:
         """The broker's lists for the light and heavy queues, every priority step."""
@@ -412,20 +417,14 @@ class Storage:
 # --- processes -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Stack:
     log_dir: Path
     storage: Storage
     log: Log
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    # The signal that stops each process group first (SIGTERM unless spawn() was told).
-    stop_signals: dict[str, int] = field(default_factory=dict)
+    # Each in a process group of its own, stopped by its stop signal (SIGTERM unless
+    # spawn() was told) and then SIGKILL.
+    processes: dict[str, Process] = field(default_factory=dict)
     # Set by watch_services(): the pids of the shared servers, to report them apart.
     postmaster_pid: int | None = None
     redis_pid: int | None = None
@@ -447,21 +446,24 @@ class Stack:
         stdin_pipe: bool = False,
         stop_signal: int = signal.SIGTERM,
         cwd: Path = ROOT,
-    ) -> subprocess.Popen:
-        with (self.log_dir / f"{name}.log").open("wb") as out:
-            # Own session = own process group, so stop() reaches gunicorn's and celery's
-            # children too.
-            process = subprocess.Popen(  # noqa: S603
+    ) -> Process:
+        return self.add(
+            Process(
+                name,
                 args,
+                env,
+                self.log_dir / f"{name}.log",
                 cwd=cwd,
-                env=env,
-                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.processes[name] = process
-        self.stop_signals[name] = stop_signal
+                # Own session = own process group, so stop() reaches gunicorn's and
+                # celery's children too.
+                own_group=True,
+                stop_signal=stop_signal,
+                stdin_pipe=stdin_pipe,
+            ).start()
+        )
+
+    def add(self, process: Process) -> Process:
+        self.processes[process.name] = process
         return process
 
     def log_text(self, name: str) -> str:
@@ -471,9 +473,7 @@ class Stack:
     def check_alive(self, *names: str) -> None:
         """StackError if one of the named processes (all by default) has exited."""
         for name in names or list(self.processes):
-            process = self.processes[name]
-            if process.poll() is not None:
-                raise StackError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
+            self.processes[name].check_alive()
 
     def tail(self, name: str, lines: int = 30) -> str:
         return "\n".join(self.log_text(name).splitlines()[-lines:])
@@ -482,26 +482,9 @@ class Stack:
         """Stop the named process groups (all of them by default, the last started first):
         their stop signal, then SIGKILL."""
         chosen = list(self.processes) if names is None else list(names)
-        stopping = [self.processes[name] for name in reversed(chosen)]
-        for name in reversed(chosen):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.processes[name].pid, self.stop_signals.get(name, signal.SIGTERM))
-        deadline = time.monotonic() + 20
-        for process in stopping:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in stopping:
-            # Whatever is left of each group (a leader that ignored SIGTERM, orphans).
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
-            if process.stdin:
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
+        stop_all([self.processes[name] for name in reversed(chosen)], timeout=20)
         for name in chosen:
             del self.processes[name]
-            self.stop_signals.pop(name, None)
 
     def close(self, *, keep_logs: bool) -> None:
         """Stop every process, drop the database, delete the keys, remove the logs."""
@@ -599,19 +582,15 @@ class Stack:
     # --- the gateway's processes -----------------------------------------------------------
 
     def app_env(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
-        overrides = overrides or {}
+        overrides, storage = overrides or {}, self.storage
         path = overrides.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
         return {
             **os.environ,
             # This checkout's code first, whatever the virtualenv's editable install points
             # at (a --set PYTHONPATH comes after it).
             "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT),
-            "APP_ENV": "development",
-            "DATABASE_URL": self.storage.database_url,
-            "REDIS_URL": self.storage.redis_url,
-            "REDIS_KEY_PREFIX": self.storage.prefix,
-            # Pinned so that a caller's environment cannot point the stack elsewhere.
-            "CELERY_BROKER_URL": self.storage.redis_url,
+            # The database, Redis db and prefix (and broker) of the benchmark's own.
+            **storage_env("development", storage.database_url, storage.redis_url, storage.prefix),
             "LLM_PROVIDER": "ollama",
             "MODEL_LIGHT": MODEL,
             "LOG_LEVEL": "WARNING",
@@ -648,75 +627,55 @@ class Stack:
 
     def start_fake_ollama(self, extra_args: list[str]) -> str:
         """tests/fakes/ollama.py as its own process; its URL."""
-        command = [sys.executable, "-m", "tests.fakes.ollama", "--host", HOST, "--port", "0"]
-        self.spawn("fake-ollama", [*command, *extra_args], {**os.environ, "PYTHONUNBUFFERED": "1"})
-        return self.wait_for_log("fake-ollama", r"FakeOllama listening on (\S+)", 20).group(1)
+        process, url = start_fake_ollama(
+            self.log_dir / "fake-ollama.log",
+            extra_args,
+            host=HOST,
+            own_group=True,
+            check=self.check_alive,
+            timeout=20,
+        )
+        self.add(process)
+        return url
 
     def start_gunicorn(self, env: dict[str, str]) -> str:
         """gunicorn with config/gunicorn.conf.py on a free port (not waited for); its URL.
         `env` is added to app_env(), e.g. WEB_CONCURRENCY."""
-        port = free_port()
-        self.spawn(
-            "gunicorn",
-            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
-            self.app_env({"GUNICORN_BIND": f"{HOST}:{port}", **env}),
+        server = start_api(
+            self.log_dir / "gunicorn.log",
+            self.app_env(env),
+            host=HOST,
+            own_group=True,
             # Quick shutdown: a stream notices a gone client only when it writes, so a
             # graceful one (SIGTERM) would wait for the next heartbeat of each.
             stop_signal=signal.SIGQUIT,
         )
-        return f"http://{HOST}:{port}"
+        self.add(server.process)
+        return server.url
 
     def start_worker(
         self, threads: int, env: dict[str, str], name: str = "worker", queues: str = "light"
     ) -> None:
         """One Celery worker (thread pool) for `queues` (comma-separated: "light,heavy");
         `env` is added to app_env()."""
-        self.spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "-Q",
+        self.add(
+            start_worker(
                 queues,
-                "-P",
-                "threads",
-                "-c",
-                str(threads),
-                "-n",
-                f"bench-{queues.replace(',', '-')}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "WARNING",
-            ],
-            self.app_env(env),
+                threads,
+                self.log_dir / f"{name}.log",
+                self.app_env(env),
+                hostname=f"bench-{queues.replace(',', '-')}@%h",
+                name=name,
+                loglevel="WARNING",
+                own_group=True,
+            )
         )
 
     def wait_for_log(self, name: str, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern, self.log_text(name))
-            if match:
-                return match
-            self.check_alive()
-            time.sleep(0.1)
-        raise StackError(f"{name} did not start within {timeout:.0f} s:\n{self.tail(name)}")
+        return self.processes[name].wait_for_log(pattern, timeout, check=self.check_alive)
 
     def wait_for_health(self, base: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise StackError(
-            f"gunicorn was not healthy within {timeout:.0f} s:\n{self.tail('gunicorn')}"
-        )
+        self.processes["gunicorn"].wait_for_url(f"{base}/health", timeout, check=self.check_alive)
 
 
 def create_api_key(base: str, name: str) -> str:

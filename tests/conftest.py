@@ -9,31 +9,43 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
 import pytest
 import redis
-import requests
 from flask_migrate import upgrade
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+
+# The shared harness; ROOT, free_port, stop_process and delete_keys stay importable from
+# here, as the tests have them.
+from tests.stack import ROOT as ROOT
+from tests.stack import (
+    ApiServer,
+    database_maintenance,
+    drop_database,
+    recreate_database,
+    start_api,
+    storage_env,
+)
+from tests.stack import delete_keys as delete_keys
+from tests.stack import free_port as free_port
+from tests.stack import stop_process as stop_process
 
 # Per-run names, exported so that server and worker processes started by tests share them.
 _RUN_ID = f"{os.getpid()}"
-os.environ["APP_ENV"] = "testing"
-os.environ.setdefault(
-    "TEST_DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/llm_gateway_test_{_RUN_ID}"
-)
-os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("TEST_REDIS_KEY_PREFIX", f"gwtest:{_RUN_ID}:")
+for _name, _value in storage_env(
+    "testing",
+    f"postgresql://postgres@127.0.0.1:5432/llm_gateway_test_{_RUN_ID}",
+    "redis://127.0.0.1:6379/15",
+    f"gwtest:{_RUN_ID}:",
+).items():
+    if _name == "APP_ENV":
+        os.environ[_name] = _value
+    else:
+        os.environ.setdefault(_name, _value)
 # One random JWT secret for the run: the testing config alone makes one per process, and
 # the servers tests start (several gunicorn workers, a dev stack) must accept each
 # other's tokens and those the tests sign.
@@ -80,25 +92,12 @@ from api import create_app
 from config.settings import TestingConfig
 from core.db import db
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLES = ["usage_records", "jobs", "messages", "conversations", "api_keys", "users"]
 PASSWORD = "correct horse battery"
 
 
-def _maintenance(url: str, *statements: str) -> None:
-    parsed = make_url(url)
-    conn = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        dbname="postgres",
-        password=parsed.password,
-    )
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement.format(name=parsed.database))
-    conn.close()
+# Under its old name for the tests that import it from here.
+_maintenance = database_maintenance
 
 
 @pytest.fixture(scope="session")
@@ -110,13 +109,13 @@ def test_config() -> TestingConfig:
 def migrated_database(test_config: TestingConfig) -> Iterator[str]:
     """A fresh database with the schema built by the migrations (not by create_all)."""
     url = test_config.DATABASE_URL
-    _maintenance(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', 'CREATE DATABASE "{name}"')
+    recreate_database(url)
     app = create_app(test_config)
     with app.app_context():
         upgrade()
         db.engine.dispose()
     yield url
-    _maintenance(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -125,17 +124,6 @@ def redis_client(test_config: TestingConfig) -> Iterator[redis.Redis]:
     yield client
     # The run's keys go with it, as its database does.
     delete_keys(client, test_config.REDIS_KEY_PREFIX)
-
-
-def delete_keys(client: redis.Redis, prefix: str, keep: str | None = None) -> None:
-    """Delete every key under `prefix` except those under `keep`."""
-    keys = [
-        k
-        for k in client.scan_iter(match=prefix + "*", count=1000)
-        if keep is None or not k.startswith(keep)
-    ]
-    if keys:
-        client.delete(*keys)
 
 
 def clean_state(app, redis_client: redis.Redis) -> None:
@@ -260,69 +248,30 @@ def admin(app, client) -> Account:
 # --- a real gunicorn server ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# The server of a test: its process (`.process`, `.log_path`, `.log_text()`) and `.url`.
+LiveServer = ApiServer
 
 
-@dataclass
-class LiveServer:
-    url: str
-    log_path: Path
-    process: subprocess.Popen
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def start_gunicorn(log_path: Path, env_overrides: dict[str, str] | None = None, workers: int = 2):
-    port = free_port()
+def start_gunicorn(
+    log_path: Path, env_overrides: dict[str, str] | None = None, workers: int = 2
+) -> LiveServer:
+    """gunicorn on a free port in the run's environment (plus `env_overrides`), healthy."""
     env = {
         **os.environ,
         "APP_ENV": "testing",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(workers),
-        "PYTHONUNBUFFERED": "1",
         **(env_overrides or {}),
     }
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited early:\n{log_path.read_text()}")
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return LiveServer(url=url, log_path=log_path, process=process)
-        except requests.RequestException:  # not listening yet, or a worker still booting
-            pass
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"gunicorn did not become healthy:\n{log_path.read_text()}")
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
-    """Terminate a process the tests started; kill it if it does not exit in time."""
-    if process.poll() is not None:
-        return
-    process.terminate()
+    server = start_api(log_path, env)
     try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        return server.wait_healthy(30, request_timeout=1, tail_lines=None)
+    except BaseException:
+        server.stop()
+        raise
 
 
 def stop_gunicorn(server: LiveServer) -> None:
-    stop_process(server.process)
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ share it (package scope); the last one stops it with Ctrl-C.
 from __future__ import annotations
 
 import os
+import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.helpers import bearer_over_http
+from tests.stack import Process, free_port
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from dev import READY_LINE
@@ -59,24 +60,19 @@ class DevStack:
             "BROKER_VISIBILITY_TIMEOUT": "300",
             "CHAT_WAIT_SECONDS": "90",
         }
-        self.process = subprocess.Popen(
+        self.process = Process(
+            "the dev stack",
             [sys.executable, "scripts/dev.py"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as a terminal gives it
-        )
+            self.env,
+            self.log_path,
+            own_group=True,  # its own process group, as a terminal gives it
+        ).start()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.log_text()
 
     def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while READY_LINE not in self.log():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dev stack did not come up:\n{self.log()[-6000:]}")
-            time.sleep(0.5)
+        self.process.wait_for_log(re.escape(READY_LINE), timeout, interval=0.5, tail_lines=80)
 
     def pids(self) -> dict[str, int]:
         """Name → pid of each running process, as supervisorctl lists them."""
@@ -95,17 +91,12 @@ class DevStack:
 
     def interrupt(self, timeout: float = 60) -> int:
         """Ctrl-C: SIGINT to the whole process group, as a terminal sends it."""
-        os.killpg(self.process.pid, signal.SIGINT)
+        self.process.signal(signal.SIGINT)
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        """SIGTERM to the whole process group, SIGKILL for what is left after 60 s."""
+        self.process.stop(timeout=60)
 
 
 @pytest.fixture(scope="package")

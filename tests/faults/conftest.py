@@ -15,9 +15,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -36,19 +34,12 @@ from api import create_app
 from config.settings import TestingConfig
 from core.db import db
 from core.models import Job
-from tests.conftest import (
-    PASSWORD,
-    TABLES,
-    LiveServer,
-    delete_keys,
-    free_port,
-    start_gunicorn,
-    stop_gunicorn,
-)
+from tests.conftest import PASSWORD, TABLES, LiveServer, start_gunicorn, stop_gunicorn
 from tests.fakes.ollama import MODES, FakeOllama
 from tests.helpers import bearer, register_over_http
 from tests.integration.conftest import Client, Worker
 from tests.sse_client import TERMINAL, SseEvent, iter_sse, text_of
+from tests.stack import Process, delete_keys, free_port
 
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
 IN_FLIGHT = ("queued", "running")
@@ -71,7 +62,7 @@ class RedisServer:
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
-        self.process: subprocess.Popen | None = None
+        self.process: Process | None = None
         self.starts = 0
 
     @property
@@ -83,50 +74,41 @@ class RedisServer:
 
     def start(self) -> None:
         self.starts += 1
-        with (self.workdir / f"redis-{self.starts}.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    self.binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                    "--daemonize",
-                    "no",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = Process(
+            "redis-server",
+            [
+                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+                *("--daemonize", "no"),
+            ],
+            os.environ,
+            self.workdir / f"redis-{self.starts}.log",
+        ).start()
+
+        def pong() -> bool:
+            with contextlib.closing(self.client()) as client:
+                return client.ping()
+
         deadline = time.monotonic() + 20
         while True:
-            try:
-                with contextlib.closing(self.client()) as client:
-                    if client.ping():
-                        return
-            except redis.RedisError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(redis.RedisError):
+                if pong():
+                    return
+            if not self.process.running or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.05)
 
     def kill(self) -> None:
         """Crash: SIGKILL, so nothing is written anywhere (and nothing would be kept)."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        self.process.kill()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None and self.process.running:
             self.kill()
 
     def ensure_running(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or not self.process.running:
             self.start()
 
 

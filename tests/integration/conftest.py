@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,10 +18,11 @@ import openai
 import pytest
 import requests
 
-from tests.conftest import PASSWORD, ROOT, stop_process
+from tests.conftest import PASSWORD
 from tests.fakes.ollama import FakeOllama
 from tests.helpers import ERROR_FIELDS, bearer, register_over_http
 from tests.sse_client import sse_events
+from tests.stack import Process, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +45,7 @@ class Worker:
     concurrency: int
     log_path: Path
     env: dict[str, str]
-    process: subprocess.Popen | None = None
+    process: Process | None = None
     generation: int = 0
 
     @property
@@ -56,49 +54,25 @@ class Worker:
 
     def start(self) -> None:
         self.generation += 1
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "-Q",
-                self.queue,
-                "-P",
-                "threads",
-                "-c",
-                str(self.concurrency),
-                "-n",
-                self.hostname,
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.process = start_worker(
+            self.queue,
+            self.concurrency,
+            self.log_path,
+            self.env,
+            hostname=self.hostname,
+            name=f"worker {self.queue}",
+            append=True,
+            ready_timeout=60,
         )
-        deadline = time.monotonic() + 60
-        marker = f"{self.hostname} ready."
-        while marker not in self.log_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker {self.hostname} did not start:\n{self.log_text()}")
-            time.sleep(0.2)
 
     def kill(self) -> None:
         """SIGKILL: no warm shutdown, nothing acknowledged, as when a machine dies."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        self.process.kill()
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_process(self.process, timeout=20)
+            self.process.stop(timeout=20)
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
