@@ -34,15 +34,7 @@ def synthesize(job: Job) -> list[Event]:
     if job.output:
         drafts.append(events.token(job.output))
     if job.status == JobStatus.SUCCEEDED:
-        done = events.done(
-            message_id=job.assistant_message_id,
-            prompt_tokens=job.prompt_tokens,
-            completion_tokens=job.completion_tokens,
-            finish_reason=job.finish_reason,
-            tool_calls=job.tool_calls,
-            cached=job.cached,
-        )
-        drafts.append(done)
+        drafts.append(events.done_of(job))
     elif job.status == JobStatus.FAILED:
         drafts.append(events.error(job.error_code, job.error_message))
     else:

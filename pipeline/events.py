@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
+
+if TYPE_CHECKING:
+    from core.models import Job
 
 
 class EventName(StrEnum):
@@ -118,6 +121,19 @@ def done(
     if cached:
         data["cached"] = True
     return Draft(EventName.DONE, data)
+
+
+def done_of(job: Job) -> Draft:
+    """The `done` event of a job that has succeeded, from its row (a cached answer's job,
+    or one whose stream is rebuilt)."""
+    return done(
+        message_id=job.assistant_message_id,
+        prompt_tokens=job.prompt_tokens,
+        completion_tokens=job.completion_tokens,
+        finish_reason=job.finish_reason,
+        tool_calls=job.tool_calls,
+        cached=job.cached,
+    )
 
 
 def error(code: str | None, message: str | None) -> Draft:

@@ -80,16 +80,9 @@ def publish_cached(job: Job, answer: response_cache.CachedAnswer) -> None:
         for chunk, chunk_logprobs in zip(answer.chunks, logprobs, strict=True)
         if chunk
     ]
-    done = events.done(
-        message_id=job.assistant_message_id,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        finish_reason=job.finish_reason,
-        tool_calls=answer.tool_calls,
-        cached=True,
-    )
     start = events.start(job.id, job.model, job.tier, cached=True)
-    writer_for(job.id).emit_many([start, *tokens, done])
+    # answer_from_cache put the answer's figures on the job: its done is the job's.
+    writer_for(job.id).emit_many([start, *tokens, events.done_of(job)])
     outcomes.record_metrics(job)
 
 
